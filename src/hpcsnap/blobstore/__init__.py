@@ -1,0 +1,24 @@
+"""Content-addressed storage of file contents (blobs).
+
+A :class:`~hpcsnap.blobstore.base.Backend` stores opaque byte objects under string keys (a local
+directory, later S3). :class:`~hpcsnap.blobstore.content.ContentStore` addresses them by the
+xxh3-128 hash of their content inside one namespace (one per user). This package knows nothing
+of buckets, tasks or snapshots.
+"""
+
+from hpcsnap.blobstore.base import Backend, BlobError, BlobNotFound, ContentChanged
+from hpcsnap.blobstore.content import ContentStore, Stored, hash_file
+from hpcsnap.blobstore.local import LocalBackend
+from hpcsnap.blobstore.open import open_backend
+
+__all__ = [
+    "Backend",
+    "BlobError",
+    "BlobNotFound",
+    "ContentChanged",
+    "ContentStore",
+    "LocalBackend",
+    "Stored",
+    "hash_file",
+    "open_backend",
+]

@@ -1,0 +1,65 @@
+"""The storage backend protocol that every blob store implements.
+
+Contract (checked by ``tests/blobstore/test_conformance.py`` against every backend):
+
+- ``put(key, src)`` reads ``src`` to its end and stores the bytes under ``key`` atomically: a
+  reader sees either the previous object or the whole new one, never a part. If reading ``src``
+  raises, nothing is stored and the exception propagates. Overwriting is allowed.
+- ``open(key)`` returns a readable binary file object positioned at 0 (caller closes it);
+  ``BlobNotFound`` if the key is absent.
+- ``stat(key)`` returns the size in bytes, or ``None`` if the key is absent.
+- ``delete(key)`` removes the key; deleting an absent key is not an error.
+- ``list(prefix)`` yields every key starting with ``prefix``, in no particular order.
+- ``flush()`` makes every object put so far durable (survives a power loss); ``put`` alone need
+  not be durable, so that a snapshot of many files pays for one flush, not one fsync per file.
+
+Keys are ``/``-separated, relative, without ``.``/``..`` segments, empty segments or NUL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO, Protocol, runtime_checkable
+
+
+class BlobError(Exception):
+    """Base class of every blob store error."""
+
+
+class BlobNotFound(BlobError, KeyError):
+    """The key does not exist in the backend."""
+
+
+class ContentChanged(BlobError):
+    """A file's content changed while it was being stored (its hash no longer matches)."""
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a valid backend key, else raise ``ValueError`` saying why."""
+    if not key or key.startswith("/") or "\x00" in key:
+        raise ValueError(f"invalid blob key {key!r}: empty, absolute or containing NUL")
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise ValueError(f"invalid blob key {key!r}: empty, '.' or '..' segment")
+    return key
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Byte objects under string keys. See the module docstring for the contract."""
+
+    def put(self, key: str, src: BinaryIO) -> None: ...
+
+    def open(self, key: str) -> BinaryIO: ...
+
+    def stat(self, key: str) -> int | None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    def flush(self) -> None: ...
+
+    def describe(self) -> dict[str, str]:
+        """A JSON-able description from which :func:`hpcsnap.blobstore.open_backend` re-opens
+        the same store in another process (e.g. the agent on a compute node)."""
+        ...
