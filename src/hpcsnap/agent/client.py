@@ -1,0 +1,101 @@
+"""The agent's side of the agent API: retries through server restarts, never gives up a report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import httpx
+from pydantic import BaseModel
+
+from hpcsnap.agent.protocol import dump
+
+log = logging.getLogger(__name__)
+
+
+class ServerRefused(Exception):
+    """The server answered 4xx: the request itself is wrong, retrying will not help."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class CredentialRevoked(ServerRefused):
+    """401: the task's credential was revoked (the server ended the task)."""
+
+
+class ServerUnreachable(Exception):
+    """No answer within the time allowed for this call."""
+
+
+class AgentClient:
+    """Calls ``/v1/agent/tasks/<uuid>/...`` with the task's credential.
+
+    Connection errors and 5xx answers are retried with exponential backoff (capped at
+    ``max_backoff`` seconds) for up to ``patience`` seconds (None: for ever), so a server restart
+    only delays reports.
+    """
+
+    def __init__(
+        self, server: str, task_uuid: str, token: str, *, max_backoff: float = 5.0
+    ) -> None:
+        self.base = f"{server.rstrip('/')}/v1/agent/tasks/{task_uuid}"
+        self.max_backoff = max_backoff
+        self._http = httpx.Client(
+            headers={"Authorization": token}, timeout=httpx.Timeout(60.0, connect=5.0)
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: BaseModel | dict[str, Any] | None = None,
+        *,
+        params: dict[str, Any] | None = None,
+        patience: float | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        payload = dump(body) if isinstance(body, BaseModel) else body
+        deadline = None if patience is None else time.monotonic() + patience
+        delay = 0.2
+        while True:
+            try:
+                resp = self._http.request(
+                    method,
+                    self.base + path,
+                    json=payload,
+                    params=params,
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+            except httpx.HTTPError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if resp.status_code < 400:
+                    return resp.json() if resp.content else None
+                message = _message(resp)
+                if resp.status_code == 401:
+                    raise CredentialRevoked(401, message)
+                if resp.status_code < 500 and resp.status_code != 429:
+                    raise ServerRefused(resp.status_code, message)
+                problem = f"HTTP {resp.status_code}: {message}"
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise ServerUnreachable(f"{method} {path}: {problem}")
+            log.warning("%s %s failed (%s); retrying in %.1f s", method, path, problem, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, self.max_backoff)
+
+
+def _message(resp: httpx.Response) -> str:
+    try:
+        data = resp.json()
+    except ValueError:
+        return resp.text[:500]
+    if isinstance(data, dict):
+        return str(data.get("message") or data)
+    return str(data)

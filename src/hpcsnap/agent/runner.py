@@ -1,0 +1,223 @@
+"""One task from start to end: stage, run, watch, snapshot, upload results, report.
+
+The outcome is decided here, in one place:
+
+==========================  ===========  ====================================================
+what happened               final state  results uploaded
+==========================  ===========  ====================================================
+command exited 0            Success      yes
+command exited non-zero     Failure      yes
+wall-time limit reached     Failure      yes (after a ``final`` snapshot, before the kill)
+abort (or SIGTERM/SIGUSR1)  Cancelled    only with ``uploadResultsOnCancellation``
+staging failed              Failure      no
+==========================  ===========  ====================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from hpcsnap.agent.client import AgentClient, CredentialRevoked, ServerRefused
+from hpcsnap.agent.logs import LogShipper
+from hpcsnap.agent.protocol import AgentEvents, AgentSpec, ResultsCommit, StateReport, TaskState
+from hpcsnap.agent.sandbox import Sandbox
+from hpcsnap.agent.snapshots import Snapshotter, file_entries
+from hpcsnap.blobstore import ContentStore, open_backend
+from hpcsnap.snapshot.capture import capture
+from hpcsnap.snapshot.filters import PathFilter
+from hpcsnap.snapshot.manifest import Entry, Manifest
+from hpcsnap.snapshot.restore import restore
+
+log = logging.getLogger(__name__)
+
+
+class TaskRunner:
+    def __init__(self, client: AgentClient, work_dir: Path, task_uuid: str) -> None:
+        self.client = client
+        self.work_dir = work_dir
+        self.task_uuid = task_uuid
+        self.abort = threading.Event()
+        self.revoked = threading.Event()
+        self.finished = threading.Event()
+        self.snapshotter: Snapshotter | None = None
+
+    # -- signals and events ----------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.warning("received signal %d: aborting the task", signum)
+        self.abort.set()
+
+    def _poll_events(self) -> None:
+        version = -1
+        delay = 0.2
+        while not self.finished.is_set():
+            try:
+                data = self.client.call(
+                    "GET",
+                    "/events",
+                    params={"wait": 20, "version": version},
+                    patience=0,
+                    timeout=40,
+                )
+                delay = 0.2
+            except CredentialRevoked:
+                self.revoked.set()
+                return
+            except Exception as exc:
+                log.warning("events: %s; retrying in %.1f s", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            ev = AgentEvents.model_validate(data)
+            if ev.abort or ev.deleted:
+                self.abort.set()
+            if self.snapshotter is not None:
+                self.snapshotter.configure(ev.periodic)
+                version = self.snapshotter.periodic_version
+                for req in ev.snapshots:
+                    self.snapshotter.submit(req)
+            else:
+                version = ev.periodic.version
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+            signal.signal(sig, self._on_signal)
+        spec = AgentSpec.model_validate(self.client.call("GET", "/spec", patience=None))
+        store = ContentStore(open_backend(spec.storage), spec.namespace)
+        box = Sandbox.create(self.work_dir / self.task_uuid, task_user=spec.task_user)
+        try:
+            baseline = self.stage(spec, store, box)
+        except Exception as exc:
+            log.exception("staging failed")
+            self.report(TaskState.FAILURE, error=f"staging the resources failed: {exc}")
+            box.remove()
+            return 1
+        self.report(TaskState.EXECUTING, job_mode=box.mode)
+        threading.Thread(target=self._poll_events, name="events", daemon=True).start()
+        self.snapshotter = Snapshotter(
+            self.client,
+            store,
+            box.job,
+            baseline=baseline,
+            include_unchanged_inputs=spec.include_unchanged_inputs,
+            periodic=spec.periodic,
+            soft_limit=spec.soft_limit,
+            hard_limit=spec.hard_limit,
+        ).start()
+        env = box.environment(
+            spec.environment,
+            {"HPCSNAP_TASK_UUID": spec.uuid},
+        )
+        proc = box.launch(spec.command, env)
+        assert proc.stdout is not None and proc.stderr is not None
+        shipper = LogShipper(self.client, proc.stdout, proc.stderr).start()
+        started = time.monotonic()
+        outcome: TaskState | None = None
+        error: str | None = None
+        while proc.poll() is None:
+            if self.abort.is_set() or self.revoked.is_set():
+                outcome, error = TaskState.CANCELLED, None
+                break
+            limit = spec.wall_time_limit
+            if limit and time.monotonic() - started >= limit:
+                outcome = TaskState.FAILURE
+                error = f"wall-time limit of {limit} s reached: the task was stopped"
+                self.final_snapshot()
+                break
+            time.sleep(0.1)
+        box.kill(proc)
+        code = proc.returncode
+        if outcome is None:
+            outcome = TaskState.SUCCESS if code == 0 else TaskState.FAILURE
+            if code != 0:
+                error = f"the command exited with code {code}"
+        shipper.finish()
+        self.snapshotter.stop()
+        if self.revoked.is_set():
+            log.error("the server revoked this task's credential; stopping without results")
+            self.finished.set()
+            return 1
+        upload = outcome != TaskState.CANCELLED or spec.upload_results_on_cancellation
+        if upload:
+            self.report(TaskState.UPLOADING)
+            try:
+                self.upload_results(spec, store, box, baseline)
+            except Exception as exc:
+                log.exception("results upload failed")
+                outcome = TaskState.FAILURE
+                error = (error + "; " if error else "") + f"uploading the results failed: {exc}"
+        self.finished.set()
+        self.report(
+            outcome, exit_code=code if outcome != TaskState.CANCELLED else None, error=error
+        )
+        box.remove()
+        return 0
+
+    def stage(self, spec: AgentSpec, store: ContentStore, box: Sandbox) -> Manifest:
+        """Place the resource files in /job; return what was staged (the baseline)."""
+        entries = [
+            Entry(
+                path=r.path,
+                kind="file",
+                size=r.size,
+                mtime_ns=r.mtime_ns,
+                ctime_ns=0,
+                ino=0,
+                mode=0o644,
+                digest=r.digest,
+            )
+            for r in spec.resources
+        ]
+        restore(entries, store, box.job)
+        box.hand_over()
+        # restore() gives each file the size and mtime of its entry: they are the baseline.
+        return Manifest(entries)
+
+    def final_snapshot(self) -> None:
+        assert self.snapshotter is not None
+        try:
+            request = self.snapshotter.open_snapshot("final")
+        except Exception as exc:
+            log.error("could not open the final snapshot: %s", exc)
+            return
+        job = self.snapshotter.submit(request)
+        if job is not None:
+            job.done.wait(600)
+
+    def upload_results(
+        self, spec: AgentSpec, store: ContentStore, box: Sandbox, baseline: Manifest
+    ) -> None:
+        assert self.snapshotter is not None
+        result = capture(
+            box.job,
+            store,
+            path_filter=PathFilter(spec.results_whitelist, spec.results_blacklist),
+            parent=Manifest(self.snapshotter.known.values()),
+            baseline=baseline,
+            include_unchanged_inputs=spec.include_unchanged_inputs,
+        )
+        store.flush()
+        self.client.call(
+            "POST",
+            "/results",
+            ResultsCommit(files=file_entries(result.manifest), warnings=result.warnings),
+            patience=None,
+        )
+
+    def report(self, state: TaskState, **fields: object) -> None:
+        try:
+            self.client.call(
+                "POST",
+                "/state",
+                StateReport(state=state, **fields),  # type: ignore[arg-type]
+                patience=None,
+            )
+        except ServerRefused as exc:
+            log.error("state %s refused: %s", state, exc)

@@ -1,0 +1,170 @@
+"""Running the task's command: at the literal path /job, unprivileged, killable as a whole.
+
+Two modes, chosen by privilege:
+
+``namespace`` (agent runs as root)
+    The command runs in a private mount namespace where the task's directory is bind-mounted
+    on ``/job``, in its own PID namespace (it cannot see or signal other processes, including the
+    agent and its credential), as the unprivileged task user, with no capabilities and
+    ``no_new_privs``. Killing the namespace's first process kills every process of the task.
+``direct`` (no privilege)
+    The command runs in the task's real directory, named by ``JOB_DIR``, in its own process
+    group, as the agent's user.
+
+No shell string is ever built from user input: the command travels as one argv element to
+``/bin/sh -c``, exactly as the user wrote it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+JOB = "/job"
+#: Run by /bin/sh inside the new namespaces; its arguments come as $1..$4, never spliced in.
+_INNER = (
+    'mount --bind "$1" /job && cd /job && '
+    'exec setpriv --reuid "$2" --regid "$3" --clear-groups --no-new-privs --pdeathsig KILL '
+    '-- /bin/sh -c "$4"'
+)
+
+
+class SandboxError(Exception):
+    """The task's environment could not be prepared."""
+
+
+def ensure_user(name: str) -> pwd.struct_passwd:
+    """The task user, created (system user, no home, no login shell) if it does not exist."""
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        pass
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+        check=False,
+        capture_output=True,
+    )
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise SandboxError(f"could not create the task user {name!r} (useradd failed)") from None
+
+
+@dataclass
+class Sandbox:
+    """One task's working area: ``root`` (private to the agent) holding ``job`` (the task's)."""
+
+    root: Path
+    mode: str
+    uid: int
+    gid: int
+
+    @property
+    def job(self) -> Path:
+        return self.root / "job"
+
+    @classmethod
+    def create(cls, root: Path, *, task_user: str | None) -> Sandbox:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(root, 0o700)
+        privileged = os.geteuid() == 0 and shutil.which("unshare") and shutil.which("setpriv")
+        if privileged and task_user:
+            user = ensure_user(task_user)
+            Path(JOB).mkdir(mode=0o755, exist_ok=True)
+            box = cls(root=root, mode="namespace", uid=user.pw_uid, gid=user.pw_gid)
+        else:
+            box = cls(root=root, mode="direct", uid=os.geteuid(), gid=os.getegid())
+        box.job.mkdir(exist_ok=True, mode=0o700)
+        return box
+
+    @property
+    def visible_job(self) -> str:
+        """The path the command sees as its working directory."""
+        return JOB if self.mode == "namespace" else str(self.job)
+
+    def hand_over(self) -> None:
+        """Give everything staged in ``job`` to the task user (before the command starts)."""
+        if self.mode != "namespace":
+            return
+        for dirpath, dirnames, filenames in os.walk(self.job):
+            for name in dirnames + filenames:
+                os.lchown(os.path.join(dirpath, name), self.uid, self.gid)
+        os.chown(self.job, self.uid, self.gid)
+
+    def environment(self, constants: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": self.visible_job,
+            "JOB_DIR": self.visible_job,
+        }
+        env.update(constants)
+        env.update(extra)
+        return env
+
+    def launch(self, command: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        if self.mode == "namespace":
+            argv = [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount-proc",
+                "/bin/sh",
+                "-c",
+                _INNER,
+                "hpcsnap-job",
+                str(self.job),
+                str(self.uid),
+                str(self.gid),
+                command,
+            ]
+            cwd = str(self.root)
+        else:
+            argv = ["/bin/sh", "-c", command]
+            cwd = str(self.job)
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+
+    def kill(self, proc: subprocess.Popen[bytes], *, grace: float = 5.0) -> None:
+        """SIGTERM to the whole task, then SIGKILL after ``grace`` seconds.
+
+        Also used after a normal exit, to end what the command left running in the background.
+        """
+        if proc.poll() is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            # In namespace mode, killing unshare makes the kernel kill the whole PID namespace.
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        proc.wait()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)

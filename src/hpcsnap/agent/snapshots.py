@@ -1,0 +1,248 @@
+"""The agent's snapshot worker: one capture at a time, periodic ticks, requests, final capture.
+
+Every successful capture is published by the server in one transaction (``commit``); a capture
+that fails is reported ``Failure`` and changes nothing that was published before. Change
+detection uses every file this agent has already stored (the union of its successful captures),
+so a file is read once however the filters of successive snapshots differ.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hpcsnap.agent.client import AgentClient, CredentialRevoked
+from hpcsnap.agent.protocol import (
+    FileEntry,
+    NewSnapshot,
+    PeriodicConfig,
+    SnapshotCommit,
+    SnapshotProgress,
+    SnapshotRequest,
+    SnapshotStatus,
+)
+from hpcsnap.blobstore import ContentStore
+from hpcsnap.snapshot.capture import CaptureResult, Progress, capture
+from hpcsnap.snapshot.filters import PathFilter
+from hpcsnap.snapshot.manifest import Entry, Manifest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    request: SnapshotRequest
+    done: threading.Event = field(default_factory=threading.Event)
+    ok: bool = False
+    error: str | None = None
+
+
+def file_entries(manifest: Manifest) -> list[FileEntry]:
+    """The bucket keys of a manifest: its regular files (symlinks stay in the manifest only)."""
+    return [
+        FileEntry(path=e.path, digest=e.digest, size=e.size, mtime_ns=e.mtime_ns)
+        for e in manifest.values()
+        if e.kind == "file" and e.digest is not None
+    ]
+
+
+class Snapshotter:
+    def __init__(
+        self,
+        client: AgentClient,
+        store: ContentStore,
+        root: Path,
+        *,
+        baseline: Manifest,
+        include_unchanged_inputs: bool,
+        periodic: PeriodicConfig,
+        soft_limit: int | None,
+        hard_limit: int | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.root = root
+        self.baseline = baseline
+        self.include_unchanged_inputs = include_unchanged_inputs
+        self.soft_limit = soft_limit
+        self.hard_limit = hard_limit
+        self.clock = clock
+        self.known: dict[str, Entry] = {}
+        self.last_id: str | None = None
+        self.skipped_ticks = 0
+        self._periodic = periodic
+        self._next_tick = self._due(periodic)
+        self._seen: set[str] = set()
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._busy = threading.Lock()
+        self._cfg = threading.Lock()
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="snapshots", daemon=True)
+        self._ticker = threading.Thread(target=self._tick, name="periodic", daemon=True)
+
+    # -- configuration and requests -------------------------------------------------------
+
+    def _due(self, cfg: PeriodicConfig) -> float | None:
+        return self.clock() + cfg.interval if cfg.interval > 0 else None
+
+    def configure(self, cfg: PeriodicConfig) -> None:
+        with self._cfg:
+            if cfg.version == self._periodic.version:
+                return
+            changed = cfg.interval != self._periodic.interval
+            self._periodic = cfg
+            if changed:
+                self._next_tick = self._due(cfg)
+
+    @property
+    def periodic_version(self) -> int:
+        return self._periodic.version
+
+    def submit(self, request: SnapshotRequest) -> Job | None:
+        if request.id in self._seen:
+            return None
+        self._seen.add(request.id)
+        job = Job(request)
+        self._queue.put(job)
+        return job
+
+    def start(self) -> Snapshotter:
+        self._worker.start()
+        self._ticker.start()
+        return self
+
+    def stop(self, *, wait: float = 600.0) -> None:
+        """No new periodic ticks; let the queued captures finish (up to ``wait`` seconds)."""
+        self._stop.set()
+        self._queue.put(None)
+        self._worker.join(wait)
+
+    # -- the worker ----------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.1):
+            with self._cfg:
+                due = self._next_tick
+                if due is None or self.clock() < due:
+                    continue
+                self._next_tick = due + self._periodic.interval
+                if self._next_tick < self.clock():
+                    self._next_tick = self.clock() + self._periodic.interval
+            if self._busy.locked() or not self._queue.empty():
+                self.skipped_ticks += 1
+                log.info("periodic tick skipped: a snapshot is still running")
+                continue
+            try:
+                request = self.open_snapshot("periodic")
+            except CredentialRevoked:
+                return
+            except Exception as exc:
+                log.warning("could not open a periodic snapshot: %s", exc)
+                continue
+            self.submit(request)
+
+    def open_snapshot(self, kind: str, label: str | None = None) -> SnapshotRequest:
+        """Ask the server for a new snapshot record (it fixes the filters and directory)."""
+        data = self.client.call(
+            "POST",
+            "/snapshots",
+            NewSnapshot(kind=kind, label=label),
+            patience=30,  # type: ignore[arg-type]
+        )
+        return SnapshotRequest.model_validate(data)
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            with self._busy:
+                self.run(job)
+            job.done.set()
+
+    def run(self, job: Job) -> None:
+        req = job.request
+        started = time.monotonic()
+        last = [0.0]
+
+        def progress(p: Progress) -> None:
+            now = time.monotonic()
+            if now - last[0] < 0.5 and p.transferred < p.size_to_upload:
+                return
+            last[0] = now
+            self._report(req.id, SnapshotStatus.IN_PROGRESS, p)
+
+        try:
+            self._report(req.id, SnapshotStatus.IN_PROGRESS, None)
+            result = capture(
+                self.root,
+                self.store,
+                path_filter=PathFilter(req.whitelist, req.blacklist),
+                parent=Manifest(self.known.values()),
+                baseline=self.baseline,
+                include_unchanged_inputs=self.include_unchanged_inputs,
+                progress=progress,
+                soft_limit=self.soft_limit,
+                hard_limit=self.hard_limit,
+            )
+            self.commit(req, result, started)
+            job.ok = True
+        except CredentialRevoked:
+            job.error = "the task has ended"
+        except Exception as exc:
+            job.error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+            log.exception("snapshot %s failed", req.id)
+            try:
+                self.client.call(
+                    "POST",
+                    f"/snapshots/{req.id}/progress",
+                    SnapshotProgress(status=SnapshotStatus.FAILURE, error=job.error),
+                    patience=60,
+                )
+            except Exception:
+                log.exception("could not report the failure of snapshot %s", req.id)
+
+    def _report(self, snap_id: str, status: SnapshotStatus, p: Progress | None) -> None:
+        body = SnapshotProgress(status=status)
+        if p is not None:
+            body = SnapshotProgress(
+                status=status,
+                size_to_upload=p.size_to_upload,
+                transferred_size=p.transferred,
+                files_total=p.files_total,
+                files_done=p.files_done,
+            )
+        try:
+            self.client.call("POST", f"/snapshots/{snap_id}/progress", body, patience=5)
+        except CredentialRevoked:
+            raise
+        except Exception as exc:  # progress is best effort; the commit is what counts
+            log.warning("progress of snapshot %s not reported: %s", snap_id, exc)
+
+    def commit(self, req: SnapshotRequest, result: CaptureResult, started: float) -> None:
+        manifest_blob = self.store.put_stream(io.BytesIO(result.manifest.to_bytes()))
+        self.store.flush()
+        body = SnapshotCommit(
+            files=file_entries(result.manifest),
+            manifest_digest=manifest_blob.digest,
+            parent_id=self.last_id,
+            warnings=result.warnings,
+            size_to_upload=result.bytes_read,
+            files_total=result.files_total,
+            files_reused=result.files_reused,
+            files_read=result.files_read,
+            bytes_total=result.bytes_total,
+            bytes_stored=result.bytes_stored,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            skipped_ticks=self.skipped_ticks,
+        )
+        self.client.call("POST", f"/snapshots/{req.id}/commit", body, patience=None)
+        self.known.update(result.manifest)
+        self.last_id = req.id

@@ -1,0 +1,1 @@
+"""The ``hpcsnap`` command: server administration here, everything else through the SDK."""

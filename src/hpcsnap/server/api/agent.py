@@ -1,0 +1,257 @@
+"""Routes for agents (``/agent/tasks/{uuid}/...``), authenticated by the task's own credential.
+
+An agent can only read and report on the one task its credential was issued for; the credential
+is revoked when the task ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hpcsnap.agent.protocol import (
+    AgentEvents,
+    AgentSpec,
+    LogReport,
+    NewSnapshot,
+    PeriodicConfig,
+    ResourceFile,
+    ResultsCommit,
+    SnapshotCommit,
+    SnapshotProgress,
+    SnapshotRequest,
+    SnapshotStatus,
+    StateReport,
+    TaskState,
+    dump,
+)
+from hpcsnap.server import bucketindex as bx
+from hpcsnap.server.api.deps import AnyCaller, Ctx
+from hpcsnap.server.auth import Caller
+from hpcsnap.server.context import ServerContext
+from hpcsnap.server.db import LogChunk, Snapshot, Task
+from hpcsnap.server.db.models import utcnow
+from hpcsnap.server.errors import Conflict, NotFound
+from hpcsnap.server.lifecycle import set_state
+from hpcsnap.server.snapshots import as_request, commit_snapshot, create_snapshot
+
+router = APIRouter(prefix="/agent/tasks/{task_uuid}", tags=["agent"], include_in_schema=False)
+
+
+def agent_caller(task_uuid: str, caller: AnyCaller) -> Caller:
+    if caller.kind != "agent" or caller.task_uuid != task_uuid:
+        raise NotFound(f"task {task_uuid} not found")
+    return caller
+
+
+Agent = Annotated[Caller, Depends(agent_caller)]
+
+
+def _task(session: Session, task_uuid: str) -> Task:
+    task = session.get(Task, task_uuid)
+    if task is None:
+        raise NotFound(f"task {task_uuid} not found")
+    task.agent_seen = utcnow()
+    return task
+
+
+def _periodic(task: Task) -> PeriodicConfig:
+    return PeriodicConfig(
+        interval=task.snapshot_interval,
+        whitelist=task.snapshot_whitelist,
+        blacklist=task.snapshot_blacklist,
+        bucket=task.snapshot_bucket or task.result_bucket,
+        bucket_prefix=task.snapshot_prefix,
+        version=task.snapshot_config_version,
+    )
+
+
+def _resources(session: Session, task: Task) -> list[ResourceFile]:
+    files: dict[str, ResourceFile] = {}
+    for ref in task.resource_buckets:
+        bucket = bx.get_bucket(session, task.owner_id, ref["bucketName"])
+        prefix = ((ref.get("filtering") or {}).get("prefixFiltering") or {}).get("prefix") or ""
+        strip = ((ref.get("resourcesTransformation") or {}).get("stripPrefix") or {}).get(
+            "prefix"
+        ) or ""
+        for obj in bx.list_objects(session, bucket, prefix):
+            path = obj.key[len(strip) :] if strip and obj.key.startswith(strip) else obj.key
+            if not path or path.endswith("/"):
+                continue
+            files[path] = ResourceFile(
+                path=path, digest=obj.digest, size=obj.size, mtime_ns=obj.mtime_ns
+            )
+    return list(files.values())
+
+
+@router.get("/spec")
+def spec(task_uuid: str, agent: Agent, ctx: Ctx) -> dict[str, Any]:
+    with ctx.db.session() as session:
+        task = _task(session, task_uuid)
+        environment = {c["key"]: c["value"] for c in task.constants}
+        return dump(
+            AgentSpec(
+                uuid=task.uuid,
+                command=task.command,
+                environment=environment,
+                resources=_resources(session, task),
+                results_whitelist=task.results_whitelist,
+                results_blacklist=task.results_blacklist,
+                upload_results_on_cancellation=task.upload_results_on_cancellation,
+                include_unchanged_inputs=task.include_unchanged_inputs,
+                wall_time_limit=task.wall_time_limit,
+                storage=ctx.backend.describe(),
+                namespace=bx.namespace(task.owner_id),
+                periodic=_periodic(task),
+                snapshot_whitelist=task.snapshot_whitelist,
+                snapshot_blacklist=task.snapshot_blacklist,
+                soft_limit=ctx.settings.snapshot_soft_limit,
+                hard_limit=ctx.settings.snapshot_hard_limit,
+                task_user=ctx.settings.task_user,
+            )
+        )
+
+
+@router.post("/state")
+def report_state(task_uuid: str, body: StateReport, agent: Agent, ctx: Ctx) -> dict[str, Any]:
+    with ctx.db.session() as session:
+        task = _task(session, task_uuid)
+        if body.job_mode:
+            task.job_mode = body.job_mode
+        state = body.state
+        if task.abort_requested and state in (TaskState.EXECUTING, TaskState.UPLOADING):
+            state = TaskState.PENDING_CANCEL
+        set_state(session, task, state, error=body.error, exit_code=body.exit_code)
+        return {"state": task.state}
+
+
+@router.post("/logs")
+def report_logs(task_uuid: str, body: LogReport, agent: Agent, ctx: Ctx) -> dict[str, int]:
+    with ctx.db.session() as session:
+        _task(session, task_uuid)
+        for stream, text in (("stdout", body.stdout), ("stderr", body.stderr)):
+            if not text:
+                continue
+            end = session.scalar(
+                select(func.max(LogChunk.offset + func.length(LogChunk.data))).where(
+                    LogChunk.task_uuid == task_uuid, LogChunk.stream == stream
+                )
+            )
+            session.add(LogChunk(task_uuid=task_uuid, stream=stream, offset=end or 0, data=text))
+    return {"ok": 1}
+
+
+def _events(ctx: ServerContext, task_uuid: str) -> AgentEvents:
+    with ctx.db.session() as session:
+        task = _task(session, task_uuid)
+        pending = session.scalars(
+            select(Snapshot)
+            .where(
+                Snapshot.task_uuid == task_uuid,
+                Snapshot.status == SnapshotStatus.TRIGGERED.value,
+            )
+            .order_by(Snapshot.trigger_date)
+        ).all()
+        return AgentEvents(
+            abort=task.abort_requested,
+            deleted=task.deleted,
+            periodic=_periodic(task),
+            snapshots=[as_request(s) for s in pending],
+        )
+
+
+@router.get("/events")
+async def events(
+    task_uuid: str, agent: Agent, ctx: Ctx, wait: float = 0, version: int = -1
+) -> dict[str, Any]:
+    """Long-poll: answers as soon as there is something to do, or after ``wait`` seconds."""
+    deadline = time.monotonic() + min(max(wait, 0.0), 30.0)
+    while True:
+        ev = await run_in_threadpool(_events, ctx, task_uuid)
+        if ev.abort or ev.snapshots or ev.periodic.version != version or ev.deleted:
+            return dump(ev)
+        if time.monotonic() >= deadline:
+            return dump(ev)
+        await asyncio.sleep(0.2)
+
+
+@router.post("/results")
+def commit_results(task_uuid: str, body: ResultsCommit, agent: Agent, ctx: Ctx) -> dict[str, int]:
+    with ctx.db.session() as session:
+        task = _task(session, task_uuid)
+        assert task.result_bucket is not None
+        bucket = bx.ensure_bucket(session, task.owner_id, task.result_bucket)
+        count = bx.publish(session, bucket, "", body.files, replace=True)
+        task.results_count += 1
+        if body.warnings:
+            task.errors = [
+                *task.errors,
+                *({"code": "ResultsWarning", "message": w, "debug": ""} for w in body.warnings),
+            ]
+        return {"files": count}
+
+
+@router.post("/snapshots")
+def new_snapshot(task_uuid: str, body: NewSnapshot, agent: Agent, ctx: Ctx) -> dict[str, Any]:
+    """A snapshot the agent starts itself (periodic tick, in-job request, final capture)."""
+    with ctx.db.session() as session:
+        task = _task(session, task_uuid)
+        snap = create_snapshot(
+            session,
+            task,
+            kind=body.kind,
+            label=body.label,
+            whitelist=body.whitelist,
+            blacklist=body.blacklist,
+            bucket=body.bucket,
+            bucket_prefix=body.bucket_prefix,
+            status=SnapshotStatus.IN_PROGRESS,
+        )
+        request: SnapshotRequest = as_request(snap)
+        return dump(request)
+
+
+def _snapshot(session: Session, task_uuid: str, snapshot_id: str) -> Snapshot:
+    snap = session.get(Snapshot, snapshot_id)
+    if snap is None or snap.task_uuid != task_uuid:
+        raise NotFound(f"snapshot {snapshot_id} not found")
+    return snap
+
+
+@router.post("/snapshots/{snapshot_id}/progress")
+def snapshot_progress(
+    task_uuid: str, snapshot_id: str, body: SnapshotProgress, agent: Agent, ctx: Ctx
+) -> dict[str, str]:
+    with ctx.db.session() as session:
+        _task(session, task_uuid)
+        snap = _snapshot(session, task_uuid, snapshot_id)
+        if snap.status in (SnapshotStatus.SUCCESS, SnapshotStatus.FAILURE):
+            raise Conflict(f"snapshot {snapshot_id} is already {snap.status}")
+        if body.status == SnapshotStatus.SUCCESS:
+            raise Conflict("a snapshot becomes Success only by committing its files")
+        snap.status = body.status.value
+        snap.size_to_upload = body.size_to_upload
+        snap.transferred_size = body.transferred_size
+        snap.files_total = body.files_total
+        snap.files_done = body.files_done
+        if body.error:
+            snap.error = body.error
+        snap.last_update_date = utcnow()
+        return {"status": snap.status}
+
+
+@router.post("/snapshots/{snapshot_id}/commit")
+def snapshot_commit(
+    task_uuid: str, snapshot_id: str, body: SnapshotCommit, agent: Agent, ctx: Ctx
+) -> dict[str, str]:
+    with ctx.db.session() as session:
+        task = _task(session, task_uuid)
+        snap = _snapshot(session, task_uuid, snapshot_id)
+        commit_snapshot(session, task, snap, body)
+        return {"status": snap.status, "directory": snap.directory or ""}

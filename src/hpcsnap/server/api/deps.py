@@ -1,0 +1,48 @@
+"""Dependencies shared by the routes: the server context, a DB session, the authenticated caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from hpcsnap.server.auth import Caller, authenticate, parse_authorization
+from hpcsnap.server.context import ServerContext
+from hpcsnap.server.errors import NotFound
+
+
+def get_ctx(request: Request) -> ServerContext:
+    ctx: ServerContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[ServerContext, Depends(get_ctx)]
+
+
+def get_session(ctx: Ctx) -> Iterator[Session]:
+    with ctx.db.session() as s:
+        yield s
+
+
+DbSession = Annotated[Session, Depends(get_session)]
+
+
+def get_caller(
+    ctx: Ctx, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
+) -> Caller:
+    token = parse_authorization(authorization)
+    with ctx.db.session() as s:
+        return authenticate(s, token)
+
+
+def get_user(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+    """A user token (agent credentials cannot use the user API)."""
+    if caller.kind != "user":
+        raise NotFound("no such route for an agent credential")
+    return caller
+
+
+User = Annotated[Caller, Depends(get_user)]
+AnyCaller = Annotated[Caller, Depends(get_caller)]

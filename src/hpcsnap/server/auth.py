@@ -1,0 +1,101 @@
+"""API tokens: created once and shown once, stored as SHA-256 hashes, checked on every route."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hpcsnap.server.db import Token, User
+from hpcsnap.server.db.models import utcnow
+from hpcsnap.server.errors import BadRequest, Conflict, Unauthorized
+
+TOKEN_PREFIX = "hps_"  # noqa: S105 (a prefix, not a secret)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: a user with an API token, or a task's agent with its credential."""
+
+    user_id: int
+    is_admin: bool
+    kind: str
+    task_uuid: str | None = None
+    email: str = ""
+
+
+def issue_token(
+    session: Session, user_id: int, *, kind: str = "user", task_uuid: str | None = None
+) -> str:
+    token = new_token()
+    session.add(
+        Token(user_id=user_id, token_hash=hash_token(token), kind=kind, task_uuid=task_uuid)
+    )
+    return token
+
+
+def create_user(
+    session: Session, name: str, *, email: str | None = None, is_admin: bool = False
+) -> tuple[User, str]:
+    """Create a user and its first API token (returned in clear, once)."""
+    name = name.strip()
+    if not name or len(name) > 64 or any(c.isspace() or c in "/\\\x00" for c in name):
+        raise BadRequest(f"invalid user name {name!r}: 1-64 characters, no spaces or slashes")
+    email = (email or f"{name}@hpcsnap.local").strip()
+    if "@" not in email:
+        raise BadRequest(f"invalid email {email!r}")
+    clash = session.scalar(select(User).where((User.name == name) | (User.email == email)))
+    if clash is not None:
+        raise Conflict(f"a user named {name!r} or with email {email!r} already exists")
+    user = User(name=name, email=email, is_admin=is_admin)
+    session.add(user)
+    session.flush()
+    return user, issue_token(session, user.id)
+
+
+def parse_authorization(header: str | None) -> str:
+    if not header:
+        raise Unauthorized("missing Authorization header: send 'Authorization: <token>'")
+    header = header.strip()
+    if header.lower().startswith("bearer "):
+        header = header[7:].strip()
+    if not header:
+        raise Unauthorized("empty token in Authorization header")
+    return header
+
+
+def authenticate(session: Session, token: str) -> Caller:
+    """The caller owning ``token``; ``Unauthorized`` if it is unknown or revoked."""
+    digest = hash_token(token)
+    row = session.execute(
+        select(Token, User).join(User, User.id == Token.user_id).where(Token.token_hash == digest)
+    ).first()
+    if row is None or not hmac.compare_digest(row[0].token_hash, digest):
+        raise Unauthorized("invalid or revoked token")
+    tok, user = row
+    if tok.revoked_at is not None:
+        raise Unauthorized("invalid or revoked token")
+    return Caller(
+        user_id=user.id,
+        is_admin=user.is_admin,
+        kind=tok.kind,
+        task_uuid=tok.task_uuid,
+        email=user.email,
+    )
+
+
+def revoke_agent_tokens(session: Session, task_uuid: str) -> None:
+    for tok in session.scalars(select(Token).where(Token.task_uuid == task_uuid)):
+        tok.revoked_at = utcnow()

@@ -1,0 +1,158 @@
+"""Buckets as per-user indexes of keys over the content-addressed blob store.
+
+A key's content is a blob of the owner's namespace (``u<user id>``); many keys, snapshots and
+tasks may share one blob. Publishing many keys (results, a snapshot) happens in the caller's
+transaction, so they become visible together or not at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from hpcsnap.agent.protocol import FileEntry
+from hpcsnap.server.db import Bucket, Object
+from hpcsnap.server.errors import BadRequest, NotFound
+
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+MAX_KEY = 1024
+
+
+def namespace(owner_id: int) -> str:
+    """The blob-store namespace of one user's content."""
+    return f"u{owner_id}"
+
+
+def check_bucket_name(name: str) -> str:
+    if not BUCKET_NAME.match(name) or ".." in name:
+        raise BadRequest(
+            f"invalid bucket name {name!r}: 3-63 characters among lowercase letters, digits, "
+            "'.' and '-', starting and ending with a letter or digit"
+        )
+    return name
+
+
+def check_key(key: str, *, what: str = "key") -> str:
+    """A bucket key: relative, ``/``-separated, no ``.``/``..``/empty segments, no NUL."""
+    if not key:
+        raise BadRequest(f"{what} must not be empty")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY:
+        raise BadRequest(f"{what} is longer than {MAX_KEY} bytes")
+    if "\x00" in key:
+        raise BadRequest(f"{what} {key!r} contains a NUL character")
+    if key.startswith("/"):
+        raise BadRequest(f"{what} {key!r} must be relative (no leading '/')")
+    parts = key.split("/")
+    if any(p in (".", "..") for p in parts):
+        raise BadRequest(f"{what} {key!r} must not contain '.' or '..' segments")
+    if any(p == "" for p in parts[:-1]):
+        raise BadRequest(f"{what} {key!r} must not contain empty segments ('//')")
+    return key
+
+
+def check_prefix(prefix: str | None) -> str:
+    """A key prefix for results or snapshots: empty, or a valid key ending with ``/``."""
+    if not prefix:
+        return ""
+    check_key(prefix.rstrip("/") or ".", what="prefix")
+    return prefix.rstrip("/") + "/"
+
+
+def get_bucket(session: Session, owner_id: int, name: str) -> Bucket:
+    bucket = session.scalar(select(Bucket).where(Bucket.owner_id == owner_id, Bucket.name == name))
+    if bucket is None:
+        raise NotFound(f"bucket {name!r} not found")
+    return bucket
+
+
+def ensure_bucket(session: Session, owner_id: int, name: str) -> Bucket:
+    bucket = session.scalar(select(Bucket).where(Bucket.owner_id == owner_id, Bucket.name == name))
+    if bucket is None:
+        bucket = Bucket(owner_id=owner_id, name=check_bucket_name(name))
+        session.add(bucket)
+        session.flush()
+    return bucket
+
+
+def get_object(session: Session, bucket: Bucket, key: str) -> Object:
+    obj = session.scalar(select(Object).where(Object.bucket_id == bucket.id, Object.key == key))
+    if obj is None:
+        raise NotFound(f"no key {key!r} in bucket {bucket.name!r}")
+    return obj
+
+
+def list_objects(session: Session, bucket: Bucket, prefix: str = "") -> Sequence[Object]:
+    query = select(Object).where(Object.bucket_id == bucket.id)
+    if prefix:
+        query = query.where(Object.key >= prefix, Object.key < prefix + "\U0010ffff")
+    return session.scalars(query.order_by(Object.key)).all()
+
+
+def count_objects(session: Session, bucket: Bucket) -> int:
+    return session.scalar(select(func.count()).where(Object.bucket_id == bucket.id)) or 0
+
+
+def put_object(
+    session: Session,
+    bucket: Bucket,
+    key: str,
+    *,
+    digest: str,
+    size: int,
+    mtime_ns: int,
+    md5: str | None = None,
+) -> None:
+    session.execute(delete(Object).where(Object.bucket_id == bucket.id, Object.key == key))
+    session.add(
+        Object(
+            bucket_id=bucket.id,
+            owner_id=bucket.owner_id,
+            key=key,
+            digest=digest,
+            size=size,
+            mtime_ns=mtime_ns,
+            md5=md5,
+        )
+    )
+
+
+def publish(
+    session: Session,
+    bucket: Bucket,
+    prefix: str,
+    files: Iterable[FileEntry],
+    *,
+    snapshot_id: str | None = None,
+    replace: bool = True,
+) -> int:
+    """Add (or overwrite) ``prefix + path`` for every file, in the caller's transaction."""
+    rows = [
+        {
+            "bucket_id": bucket.id,
+            "owner_id": bucket.owner_id,
+            "key": prefix + f.path,
+            "digest": f.digest,
+            "size": f.size,
+            "mtime_ns": f.mtime_ns,
+            "md5": None,
+            "snapshot_id": snapshot_id,
+        }
+        for f in files
+    ]
+    for row in rows:
+        check_key(row["key"])
+    chunk = 500
+    if replace:
+        keys = [r["key"] for r in rows]
+        for i in range(0, len(keys), chunk):
+            session.execute(
+                delete(Object).where(
+                    Object.bucket_id == bucket.id, Object.key.in_(keys[i : i + chunk])
+                )
+            )
+    for i in range(0, len(rows), 5000):
+        session.execute(insert(Object), rows[i : i + 5000])
+    return len(rows)

@@ -1,0 +1,57 @@
+"""Task state transitions, in one place: timestamps, errors, credentials, dangling snapshots."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hpcsnap.agent.protocol import TERMINAL_STATES, SnapshotStatus, TaskState
+from hpcsnap.server.auth import revoke_agent_tokens
+from hpcsnap.server.db import Snapshot, Task
+from hpcsnap.server.db.models import utcnow
+
+
+def set_state(
+    session: Session,
+    task: Task,
+    state: TaskState,
+    *,
+    error: str | None = None,
+    exit_code: int | None = None,
+) -> bool:
+    """Move ``task`` to ``state``; a finished task never changes again. True if it moved."""
+    if task.state in TERMINAL_STATES:
+        return False
+    now = utcnow()
+    if exit_code is not None:
+        task.exit_code = exit_code
+    if error:
+        task.errors = [*task.errors, {"code": state.value, "message": error, "debug": ""}]
+    if task.state == state:
+        return False
+    task.previous_state, task.previous_state_transition_time = (
+        task.state,
+        task.state_transition_time,
+    )
+    task.state, task.state_transition_time = state.value, now
+    if state == TaskState.EXECUTING and task.start_date is None:
+        task.start_date = now
+    if state in TERMINAL_STATES:
+        task.end_date = now
+        revoke_agent_tokens(session, task.uuid)
+        fail_open_snapshots(session, task.uuid, f"task ended ({state.value}) before it completed")
+    return True
+
+
+def fail_open_snapshots(session: Session, task_uuid: str, message: str) -> int:
+    """Mark every snapshot of the task that is not finished as ``Failure``."""
+    open_states = [SnapshotStatus.TRIGGERED.value, SnapshotStatus.IN_PROGRESS.value]
+    count = 0
+    for snap in session.scalars(
+        select(Snapshot).where(Snapshot.task_uuid == task_uuid, Snapshot.status.in_(open_states))
+    ):
+        snap.status = SnapshotStatus.FAILURE.value
+        snap.error = message
+        snap.last_update_date = utcnow()
+        count += 1
+    return count

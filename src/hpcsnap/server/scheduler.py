@@ -1,0 +1,158 @@
+"""The dispatch-and-watch loop: starts queued tasks' agents and notices agents that died.
+
+Everything it knows is in the database, so it survives restarts, and several server processes
+may run it against one database (a task is claimed by an atomic UPDATE before it is started).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+
+from sqlalchemy import select, update
+
+from hpcsnap.agent.protocol import ACTIVE_STATES, TaskState
+from hpcsnap.executors.base import TERMINAL_JOB_STATES, AgentLaunch
+from hpcsnap.server.api.tasks import active_count
+from hpcsnap.server.auth import issue_token
+from hpcsnap.server.context import ServerContext
+from hpcsnap.server.db import Task
+from hpcsnap.server.db.models import utcnow
+from hpcsnap.server.lifecycle import set_state
+
+log = logging.getLogger(__name__)
+
+#: How long a dead agent's task waits for the agent's last report before it is failed.
+EXIT_GRACE = dt.timedelta(seconds=5)
+#: How long an abort may take before the executor is told to stop the agent.
+ABORT_GRACE = dt.timedelta(seconds=30)
+
+
+class Scheduler:
+    def __init__(self, ctx: ServerContext, *, period: float = 0.5) -> None:
+        self.ctx = ctx
+        self.period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hpcsnap-scheduler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("scheduler tick failed; retrying")
+            self._stop.wait(self.period)
+
+    def tick(self) -> None:
+        self.dispatch()
+        self.watch()
+
+    def dispatch(self) -> None:
+        executor, db = self.ctx.executor, self.ctx.db
+        with db.session() as s:
+            capacity = executor.capacity()
+            free = 1000 if capacity is None else capacity - active_count(s, executor.name)
+            if free <= 0:
+                return
+            queued = s.scalars(
+                select(Task.uuid)
+                .where(Task.state == TaskState.SUBMITTED.value, Task.executor == executor.name)
+                .order_by(Task.creation_date)
+                .limit(free)
+            ).all()
+        for task_uuid in queued:
+            self._start(task_uuid)
+
+    def _start(self, task_uuid: str) -> None:
+        now = utcnow()
+        with self.ctx.db.session() as s:
+            claimed = s.execute(
+                update(Task)
+                .where(Task.uuid == task_uuid, Task.state == TaskState.SUBMITTED.value)
+                .values(
+                    state=TaskState.DISPATCHED.value,
+                    previous_state=TaskState.SUBMITTED.value,
+                    previous_state_transition_time=Task.state_transition_time,
+                    state_transition_time=now,
+                    agent_seen=now,
+                )
+            ).rowcount
+            if not claimed:
+                return
+            task = s.get(Task, task_uuid)
+            assert task is not None
+            token = issue_token(s, task.owner_id, kind="agent", task_uuid=task_uuid)
+            wall = task.wall_time_limit
+        launch = AgentLaunch(
+            task_uuid=task_uuid,
+            server_url=self.ctx.settings.base_url,
+            token=token,
+            wall_time_limit=wall,
+        )
+        try:
+            job_id = self.ctx.executor.submit(launch)
+        except Exception as exc:
+            log.exception("could not start the agent of task %s", task_uuid)
+            with self.ctx.db.session() as s:
+                task = s.get(Task, task_uuid)
+                if task is not None:
+                    set_state(s, task, TaskState.FAILURE, error=f"could not start its agent: {exc}")
+            return
+        with self.ctx.db.session() as s:
+            task = s.get(Task, task_uuid)
+            if task is not None:
+                task.executor_id = job_id
+
+    def watch(self) -> None:
+        executor = self.ctx.executor
+        with self.ctx.db.session() as s:
+            rows = s.execute(
+                select(Task.uuid, Task.executor_id).where(
+                    Task.executor == executor.name,
+                    Task.state.in_([st.value for st in ACTIVE_STATES]),
+                    Task.executor_id.is_not(None),
+                )
+            ).all()
+        if not rows:
+            return
+        states = executor.status([job for _, job in rows if job])
+        now = utcnow()
+        timeout = dt.timedelta(seconds=self.ctx.settings.agent_timeout)
+        to_cancel: list[str] = []
+        with self.ctx.db.session() as s:
+            for task_uuid, job_id in rows:
+                task = s.get(Task, task_uuid)
+                if task is None or task.state not in ACTIVE_STATES:
+                    continue
+                seen = task.agent_seen or task.state_transition_time
+                if states.get(job_id) in TERMINAL_JOB_STATES and now - seen > EXIT_GRACE:
+                    set_state(
+                        s,
+                        task,
+                        TaskState.FAILURE,
+                        error="its agent exited without reporting the end of the task "
+                        f"(agent job {job_id})",
+                    )
+                elif now - seen > timeout:
+                    set_state(
+                        s,
+                        task,
+                        TaskState.FAILURE,
+                        error=f"lost contact with its agent for {timeout.seconds} s",
+                    )
+                    to_cancel.append(job_id)
+                elif (
+                    task.state == TaskState.PENDING_CANCEL
+                    and now - task.state_transition_time > ABORT_GRACE
+                ):
+                    to_cancel.append(job_id)
+        if to_cancel:
+            executor.cancel(to_cancel)

@@ -1,0 +1,119 @@
+"""Creating snapshot records and publishing finished captures into buckets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid as uuidlib
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hpcsnap.agent.protocol import SnapshotCommit, SnapshotRequest, SnapshotStatus
+from hpcsnap.server import bucketindex as bx
+from hpcsnap.server.db import Snapshot, Task
+from hpcsnap.server.db.models import utcnow
+from hpcsnap.server.errors import BadRequest, Conflict
+
+LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_label(label: str | None) -> str | None:
+    if label is None or label == "":
+        return None
+    if not LABEL.match(label):
+        raise BadRequest(
+            f"label {label!r}: 1-64 characters among letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return label
+
+
+def directory_name(prefix: str, when: dt.datetime, label: str | None) -> str:
+    """``<prefix>snapshots/<UTC time with ms>[_<label>]/``."""
+    stamp = when.strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3] + "Z"
+    return f"{prefix}snapshots/{stamp}{'_' + label if label else ''}/"
+
+
+def create_snapshot(
+    session: Session,
+    task: Task,
+    *,
+    kind: str,
+    label: str | None = None,
+    whitelist: str | None = None,
+    blacklist: str | None = None,
+    bucket: str | None = None,
+    bucket_prefix: str | None = None,
+    status: SnapshotStatus = SnapshotStatus.TRIGGERED,
+) -> Snapshot:
+    """A new snapshot record with its effective settings: a filter given here replaces the
+    task's filter of the same kind, one left out falls back to it."""
+    label = check_label(label)
+    bucket_name = bucket or task.snapshot_bucket or task.result_bucket
+    if bucket_name is None:
+        raise Conflict("the task has no result bucket to hold snapshots")
+    bx.ensure_bucket(session, task.owner_id, bx.check_bucket_name(bucket_name))
+    prefix = bx.check_prefix(bucket_prefix if bucket_prefix is not None else task.snapshot_prefix)
+    now = utcnow()
+    directory = directory_name(prefix, now, label)
+    clash = session.scalar(
+        select(Snapshot.id).where(Snapshot.task_uuid == task.uuid, Snapshot.directory == directory)
+    )
+    if clash:
+        directory = directory[:-1] + f"-{uuidlib.uuid4().hex[:6]}/"
+    snap = Snapshot(
+        id=str(uuidlib.uuid4()),
+        task_uuid=task.uuid,
+        kind=kind,
+        label=label,
+        status=status.value,
+        trigger_date=now,
+        last_update_date=now,
+        whitelist=whitelist if whitelist is not None else task.snapshot_whitelist,
+        blacklist=blacklist if blacklist is not None else task.snapshot_blacklist,
+        bucket=bucket_name,
+        bucket_prefix=prefix or None,
+        directory=directory,
+    )
+    session.add(snap)
+    session.flush()
+    return snap
+
+
+def as_request(snap: Snapshot) -> SnapshotRequest:
+    return SnapshotRequest(
+        id=snap.id,
+        kind=snap.kind,  # type: ignore[arg-type]
+        label=snap.label,
+        whitelist=snap.whitelist,
+        blacklist=snap.blacklist,
+        bucket=snap.bucket,
+        bucket_prefix=snap.bucket_prefix,
+        directory=snap.directory,
+    )
+
+
+def commit_snapshot(session: Session, task: Task, snap: Snapshot, body: SnapshotCommit) -> None:
+    """Publish every key of a finished capture and mark it ``Success``, in one transaction."""
+    if snap.status not in (SnapshotStatus.TRIGGERED, SnapshotStatus.IN_PROGRESS):
+        raise Conflict(f"snapshot {snap.id} is already {snap.status}")
+    assert snap.bucket is not None and snap.directory is not None
+    bucket = bx.ensure_bucket(session, task.owner_id, snap.bucket)
+    bx.publish(session, bucket, snap.directory, body.files, snapshot_id=snap.id, replace=True)
+    snap.status = SnapshotStatus.SUCCESS.value
+    snap.last_update_date = utcnow()
+    snap.manifest_digest = body.manifest_digest
+    snap.parent_id = body.parent_id
+    snap.warnings = body.warnings
+    snap.size_to_upload = body.size_to_upload
+    snap.transferred_size = body.size_to_upload
+    snap.files_total = body.files_total
+    snap.files_done = body.files_total
+    snap.files_reused = body.files_reused
+    snap.files_read = body.files_read
+    snap.bytes_total = body.bytes_total
+    snap.bytes_stored = body.bytes_stored
+    snap.duration_ms = body.duration_ms
+    snap.skipped_ticks = body.skipped_ticks
+    task.results_count += 1
