@@ -23,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 
 from hpcsnap.agent.client import AgentClient, CredentialRevoked, ServerRefused
+from hpcsnap.agent.jobsocket import SOCKET_NAME, JobSocket
 from hpcsnap.agent.logs import LogShipper
 from hpcsnap.agent.protocol import AgentEvents, AgentSpec, ResultsCommit, StateReport, TaskState
 from hpcsnap.agent.sandbox import Sandbox
@@ -111,9 +112,18 @@ class TaskRunner:
             soft_limit=spec.soft_limit,
             hard_limit=spec.hard_limit,
         ).start()
+        sock: JobSocket | None = None
+        try:
+            sock = JobSocket(box.job / SOCKET_NAME, self.snapshotter, uid=box.uid, gid=box.gid)
+            sock.start()
+        except OSError as exc:
+            log.error("no in-job snapshot socket (hpcsnap job snapshot will fail): %s", exc)
         env = box.environment(
             spec.environment,
-            {"HPCSNAP_TASK_UUID": spec.uuid},
+            {
+                "HPCSNAP_TASK_UUID": spec.uuid,
+                "HPCSNAP_JOB_SOCKET": f"{box.visible_job}/{SOCKET_NAME}",
+            },
         )
         proc = box.launch(spec.command, env)
         assert proc.stdout is not None and proc.stderr is not None
@@ -139,6 +149,8 @@ class TaskRunner:
             if code != 0:
                 error = f"the command exited with code {code}"
         shipper.finish()
+        if sock is not None:
+            sock.close()
         self.snapshotter.stop()
         if self.revoked.is_set():
             log.error("the server revoked this task's credential; stopping without results")

@@ -23,6 +23,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -101,7 +102,9 @@ class Sandbox:
 
     def environment(self, constants: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
         env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            # hpcsnap's own bin dir last, so that `hpcsnap job snapshot` works in the job
+            # without shadowing the system's python3.
+            "PATH": f"/usr/local/bin:/usr/bin:/bin:{Path(sys.executable).parent}",
             "LANG": "C.UTF-8",
             "HOME": self.visible_job,
             "JOB_DIR": self.visible_job,

@@ -81,6 +81,29 @@ def user_create(name: str, email: str | None, admin: bool, data_dir: Path | None
     click.echo(token)
 
 
+@cli.group()
+def job() -> None:
+    """Commands for use inside a running task."""
+
+
+@job.command("snapshot")
+@click.option("--label", default=None, help="Label of the snapshot (e.g. mesh-done).")
+@click.option("--no-wait", is_flag=True, help="Return at once instead of waiting for it.")
+def job_snapshot(label: str | None, no_wait: bool) -> None:
+    """Snapshot this task's /job now (from inside the task); exit 1 if it fails."""
+    import json
+
+    from hpcsnap.agent.jobsocket import request_snapshot
+
+    try:
+        reply = request_snapshot(label, wait=not no_wait)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise click.ClickException(f"could not reach this task's agent: {exc}") from None
+    click.echo(json.dumps(reply))
+    if reply.get("status") == "Failure":
+        raise SystemExit(1)
+
+
 def main() -> None:
     cli(prog_name="hpcsnap")
 
