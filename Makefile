@@ -26,8 +26,8 @@ test: install system-deps check
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 check: install
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 	$(BIN)/mypy
 
 system-deps:

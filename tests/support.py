@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -24,13 +25,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def hpcsnap(*args: str, env: dict[str, str] | None = None, check: bool = True,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+def hpcsnap(
+    *args: str, env: dict[str, str] | None = None, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``hpcsnap`` entry point."""
     exe = Path(sys.executable).parent / "hpcsnap"
     return subprocess.run(
-        [str(exe), *args], capture_output=True, text=True, check=check,
-        env={**os.environ, **(env or {})}, input=input, timeout=120,
+        [str(exe), *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        env={**os.environ, **(env or {})},
+        input=input,
+        timeout=120,
     )
 
 
@@ -50,17 +57,27 @@ class Api:
         return resp.json() if resp.content else None
 
     def submit(self, command: str, **fields: Any) -> str:
-        body = {"name": fields.pop("name", "t"), "profile": "docker-batch",
-                "constants": [{"key": "DOCKER_CMD", "value": command}], **fields}
+        body = {
+            "name": fields.pop("name", "t"),
+            "profile": "docker-batch",
+            "constants": [{"key": "DOCKER_CMD", "value": command}],
+            **fields,
+        }
         return str(self.ok("POST", "/tasks", json=body)["uuid"])
 
     def task(self, uuid: str) -> dict[str, Any]:
         return dict(self.ok("GET", f"/tasks/{uuid}"))
 
-    def wait(self, uuid: str, states: set[str] | None = None, timeout: float = 60) -> dict[str, Any]:
+    def wait(
+        self, uuid: str, states: set[str] | None = None, timeout: float = 60
+    ) -> dict[str, Any]:
         states = states or TERMINAL
-        return wait_for(lambda: self.task(uuid), lambda t: t["state"] in states, timeout,
-                        f"task {uuid} to reach {states}")
+        return wait_for(
+            lambda: self.task(uuid),
+            lambda t: t["state"] in states,
+            timeout,
+            f"task {uuid} to reach {states}",
+        )
 
     def upload(self, bucket: str, key: str, data: bytes) -> None:
         self.ok("PUT", f"/buckets/{bucket}/files/{key}", content=data)
@@ -71,12 +88,14 @@ class Api:
         return resp.content
 
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
-        return [o["key"] for o in self.ok("GET", f"/buckets/{bucket}/files",
-                                          params={"prefix": prefix})]
+        return [
+            o["key"] for o in self.ok("GET", f"/buckets/{bucket}/files", params={"prefix": prefix})
+        ]
 
 
-def wait_for(fetch: Callable[[], Any], done: Callable[[Any], bool], timeout: float,
-             what: str) -> Any:
+def wait_for(
+    fetch: Callable[[], Any], done: Callable[[Any], bool], timeout: float, what: str
+) -> Any:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -109,7 +128,9 @@ class ServerProcess:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [str(exe), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
-                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
             )
         wait_for(self._healthy, bool, 30, f"server on {self.url} (log: {self.log})")
         token_file = self.data_dir / "admin-token"
@@ -148,10 +169,8 @@ class ServerProcess:
             except OSError:
                 continue
             if marker in cmdline and "hpcsnap.agent" in cmdline:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid_dir.name), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
     def kill9(self) -> None:
         self.stop(signal.SIGKILL)

@@ -112,7 +112,9 @@ def test_abort_kills_the_whole_tree_and_skips_results(alice: Api) -> None:
 
 def test_abort_with_upload_results_on_cancellation(alice: Api) -> None:
     uuid = alice.submit(
-        "echo kept > kept.txt; sleep 300", resultBucket="cancel-up", uploadResultsOnCancellation=True
+        "echo kept > kept.txt; sleep 300",
+        resultBucket="cancel-up",
+        uploadResultsOnCancellation=True,
     )
     alice.wait(uuid, {"FullyExecuting"})
     wait_for(lambda: alice.get(f"/tasks/{uuid}/stdout").text, lambda _: True, 1, "")
@@ -177,8 +179,14 @@ def test_two_users_are_isolated(server: ServerProcess, alice: Api) -> None:
     assert uuid not in [t["uuid"] for t in bob.ok("GET", "/tasks")]
     assert "secret" not in [b["name"] for b in bob.ok("GET", "/buckets")]
     # bob cannot use alice's bucket as a resource either
-    resp = bob.post("/tasks", json={"name": "x", "constants": [{"key": "DOCKER_CMD", "value": "ls"}],
-                                    "advancedResourceBuckets": [{"bucketName": "secret"}]})
+    resp = bob.post(
+        "/tasks",
+        json={
+            "name": "x",
+            "constants": [{"key": "DOCKER_CMD", "value": "ls"}],
+            "advancedResourceBuckets": [{"bucketName": "secret"}],
+        },
+    )
     assert resp.status_code == 404
     # bob's bucket of the same name is his own
     bob.ok("POST", "/buckets", json={"name": "secret"})
@@ -203,21 +211,69 @@ def test_authentication_required(server: ServerProcess) -> None:
     ("body", "status", "words"),
     [
         ({"name": "x", "constants": []}, 400, "DOCKER_CMD"),
-        ({"name": "x", "constants": [{"key": "DOCKER_CMD", "value": "ls"}],
-          "resultsWhitelist": "a("}, 400, "resultsWhitelist"),
-        ({"name": "x", "constants": [{"key": "DOCKER_CMD", "value": "ls"}],
-          "snapshotBlacklist": "[z-a]"}, 400, "snapshotBlacklist"),
-        ({"name": "x", "constants": [{"key": "DOCKER_CMD", "value": "ls"}],
-          "advancedResourceBuckets": [{"bucketName": "nope-missing"}]}, 404, "nope-missing"),
-        ({"name": "x", "constants": [{"key": "DOCKER_CMD", "value": "ls"}],
-          "snapshotInterval": -1}, 400, "snapshotInterval"),
-        ({"name": "x", "constants": [{"key": "1BAD", "value": "v"},
-                                     {"key": "DOCKER_CMD", "value": "ls"}]}, 400, "1BAD"),
+        (
+            {
+                "name": "x",
+                "constants": [{"key": "DOCKER_CMD", "value": "ls"}],
+                "resultsWhitelist": "a(",
+            },
+            400,
+            "resultsWhitelist",
+        ),
+        (
+            {
+                "name": "x",
+                "constants": [{"key": "DOCKER_CMD", "value": "ls"}],
+                "snapshotBlacklist": "[z-a]",
+            },
+            400,
+            "snapshotBlacklist",
+        ),
+        (
+            {
+                "name": "x",
+                "constants": [{"key": "DOCKER_CMD", "value": "ls"}],
+                "advancedResourceBuckets": [{"bucketName": "nope-missing"}],
+            },
+            404,
+            "nope-missing",
+        ),
+        (
+            {
+                "name": "x",
+                "constants": [{"key": "DOCKER_CMD", "value": "ls"}],
+                "snapshotInterval": -1,
+            },
+            400,
+            "snapshotInterval",
+        ),
+        (
+            {
+                "name": "x",
+                "constants": [{"key": "1BAD", "value": "v"}, {"key": "DOCKER_CMD", "value": "ls"}],
+            },
+            400,
+            "1BAD",
+        ),
         ({"constants": [{"key": "DOCKER_CMD", "value": "ls"}]}, 400, "name"),
-        ({"name": "x", "profile": "windows", "constants": [{"key": "DOCKER_CMD", "value": "ls"}]},
-         400, "profile"),
-        ({"name": "x", "constants": [{"key": "DOCKER_CMD", "value": "ls"}],
-          "wallTimeLimit": "soon"}, 400, "wallTimeLimit"),
+        (
+            {
+                "name": "x",
+                "profile": "windows",
+                "constants": [{"key": "DOCKER_CMD", "value": "ls"}],
+            },
+            400,
+            "profile",
+        ),
+        (
+            {
+                "name": "x",
+                "constants": [{"key": "DOCKER_CMD", "value": "ls"}],
+                "wallTimeLimit": "soon",
+            },
+            400,
+            "wallTimeLimit",
+        ),
     ],
 )
 def test_bad_submissions_are_refused_with_the_field(
@@ -279,8 +335,9 @@ def test_settings_and_info(alice: Api) -> None:
 
 def test_server_kill9_and_restart_keeps_tasks(fresh_server: ServerProcess) -> None:
     api = fresh_server.user("dora")
-    uuid = api.submit("for i in 1 2 3 4 5 6; do echo $i >> progress.txt; sleep 1; done",
-                      resultBucket="survivor")
+    uuid = api.submit(
+        "for i in 1 2 3 4 5 6; do echo $i >> progress.txt; sleep 1; done", resultBucket="survivor"
+    )
     api.wait(uuid, {"FullyExecuting"})
     fresh_server.kill9()
     time.sleep(2)
@@ -295,7 +352,8 @@ def test_dead_agent_fails_its_task(fresh_server: ServerProcess) -> None:
     uuid = api.submit("sleep 300")
     api.wait(uuid, {"FullyExecuting"})
     pids = [
-        p.name for p in Path("/proc").iterdir()
+        p.name
+        for p in Path("/proc").iterdir()
         if p.name.isdigit() and uuid.encode() in _cmdline(p) and b"hpcsnap.agent" in _cmdline(p)
     ]
     assert pids

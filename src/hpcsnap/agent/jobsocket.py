@@ -4,6 +4,7 @@ The job connects to ``$HPCSNAP_JOB_SOCKET`` (``/job/.hpcsnap.sock``) and sends o
 ``{"label": "mesh-done", "wait": true}``; the answer is one JSON line with the snapshot's id,
 status, directory and error. ``hpcsnap job snapshot`` is the command-line client. Only processes
 of this task can reach the socket (it lives in the task's own directory).
+The client side is :mod:`hpcsnap.agent.jobclient`.
 """
 
 from __future__ import annotations
@@ -99,20 +100,3 @@ class JobSocket:
             job.done.wait()
             reply.update(status="Success" if job.ok else "Failure", error=job.error)
         return reply
-
-
-def request_snapshot(
-    label: str | None, *, wait: bool = True, path: str | None = None
-) -> dict[str, Any]:
-    """Client side: ask this job's agent for a snapshot (used by ``hpcsnap job snapshot``)."""
-    where = path or os.environ.get("HPCSNAP_JOB_SOCKET")
-    if not where:
-        raise RuntimeError("HPCSNAP_JOB_SOCKET is not set: this is not running inside a task")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(where)
-        s.sendall(json.dumps({"label": label, "wait": wait}).encode() + b"\n")
-        data = b""
-        while chunk := s.recv(4096):
-            data += chunk
-    result: dict[str, Any] = json.loads(data)
-    return result

@@ -219,7 +219,7 @@ class TaskRunner:
         self.client.call(
             "POST",
             "/results",
-            ResultsCommit(files=file_entries(result.manifest), warnings=result.warnings),
+            ResultsCommit(files=file_entries(result.manifest), warnings=list(result.warnings)),
             patience=None,
         )
 

@@ -29,7 +29,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpcsnap.agent import jobclient
+
 JOB = "/job"
+#: World-readable home of the in-job ``hpcsnap`` client (hpcsnap's own interpreter may live
+#: where the task user cannot go).
+TOOLS = "/opt/hpcsnap/bin"
 #: Run by /bin/sh inside the new namespaces; its arguments come as $1..$4, never spliced in.
 _INNER = (
     'mount --bind "$1" /job && cd /job && '
@@ -59,6 +64,20 @@ def ensure_user(name: str) -> pwd.struct_passwd:
         raise SandboxError(f"could not create the task user {name!r} (useradd failed)") from None
 
 
+def install_tools() -> None:
+    """Install (or refresh) the in-job client as ``TOOLS/hpcsnap``, atomically."""
+    source = Path(jobclient.__file__).read_bytes()
+    target = Path(TOOLS) / "hpcsnap"
+    with contextlib.suppress(OSError):
+        if target.read_bytes() == source:
+            return
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    tmp = target.with_name(f".hpcsnap.{os.getpid()}")
+    tmp.write_bytes(source)
+    tmp.chmod(0o755)
+    os.replace(tmp, target)
+
+
 @dataclass
 class Sandbox:
     """One task's working area: ``root`` (private to the agent) holding ``job`` (the task's)."""
@@ -80,11 +99,17 @@ class Sandbox:
         if privileged and task_user:
             user = ensure_user(task_user)
             Path(JOB).mkdir(mode=0o755, exist_ok=True)
+            install_tools()
             box = cls(root=root, mode="namespace", uid=user.pw_uid, gid=user.pw_gid)
         else:
             box = cls(root=root, mode="direct", uid=os.geteuid(), gid=os.getegid())
         box.job.mkdir(exist_ok=True, mode=0o700)
         return box
+
+    @property
+    def tools(self) -> str:
+        """Directory of ``hpcsnap`` as the command can run it."""
+        return TOOLS if self.mode == "namespace" else str(Path(sys.executable).parent)
 
     @property
     def visible_job(self) -> str:
@@ -102,9 +127,9 @@ class Sandbox:
 
     def environment(self, constants: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
         env = {
-            # hpcsnap's own bin dir last, so that `hpcsnap job snapshot` works in the job
-            # without shadowing the system's python3.
-            "PATH": f"/usr/local/bin:/usr/bin:/bin:{Path(sys.executable).parent}",
+            # hpcsnap's in-job client last, so that `hpcsnap job snapshot` works in the job
+            # without shadowing anything of the system's.
+            "PATH": f"/usr/local/bin:/usr/bin:/bin:{self.tools}",
             "LANG": "C.UTF-8",
             "HOME": self.visible_job,
             "JOB_DIR": self.visible_job,

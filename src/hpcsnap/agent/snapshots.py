@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from hpcsnap.agent.client import AgentClient, CredentialRevoked
 from hpcsnap.agent.protocol import (
@@ -148,13 +149,15 @@ class Snapshotter:
                 continue
             self.submit(request)
 
-    def open_snapshot(self, kind: str, label: str | None = None) -> SnapshotRequest:
+    def open_snapshot(
+        self, kind: Literal["periodic", "final", "job"], label: str | None = None
+    ) -> SnapshotRequest:
         """Ask the server for a new snapshot record (it fixes the filters and directory)."""
         data = self.client.call(
             "POST",
             "/snapshots",
             NewSnapshot(kind=kind, label=label),
-            patience=30,  # type: ignore[arg-type]
+            patience=30,
         )
         return SnapshotRequest.model_validate(data)
 
@@ -233,7 +236,7 @@ class Snapshotter:
             files=file_entries(result.manifest),
             manifest_digest=manifest_blob.digest,
             parent_id=self.last_id,
-            warnings=result.warnings,
+            warnings=list(result.warnings),
             size_to_upload=result.bytes_read,
             files_total=result.files_total,
             files_reused=result.files_reused,

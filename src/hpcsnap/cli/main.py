@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -49,7 +48,14 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, slots: int 
         )
         click.echo(f"  HPCSNAP_TOKEN={token}", err=True)
     app = create_app(settings, ctx=ctx)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    # Agents hold long-polls open: don't let them delay a shutdown (they retry).
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+    )
 
 
 @cli.group()
@@ -91,17 +97,10 @@ def job() -> None:
 @click.option("--no-wait", is_flag=True, help="Return at once instead of waiting for it.")
 def job_snapshot(label: str | None, no_wait: bool) -> None:
     """Snapshot this task's /job now (from inside the task); exit 1 if it fails."""
-    import json
+    from hpcsnap.agent import jobclient
 
-    from hpcsnap.agent.jobsocket import request_snapshot
-
-    try:
-        reply = request_snapshot(label, wait=not no_wait)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise click.ClickException(f"could not reach this task's agent: {exc}") from None
-    click.echo(json.dumps(reply))
-    if reply.get("status") == "Failure":
-        raise SystemExit(1)
+    args = ["job", "snapshot", *(["--label", label] if label else []), *(["--no-wait"] * no_wait)]
+    raise SystemExit(jobclient.main(args))
 
 
 def main() -> None:
@@ -109,4 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

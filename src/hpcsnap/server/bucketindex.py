@@ -129,6 +129,9 @@ def publish(
     replace: bool = True,
 ) -> int:
     """Add (or overwrite) ``prefix + path`` for every file, in the caller's transaction."""
+    files = list(files)
+    for f in files:
+        check_key(prefix + f.path)
     rows = [
         {
             "bucket_id": bucket.id,
@@ -142,11 +145,9 @@ def publish(
         }
         for f in files
     ]
-    for row in rows:
-        check_key(row["key"])
     chunk = 500
     if replace:
-        keys = [r["key"] for r in rows]
+        keys = [prefix + f.path for f in files]
         for i in range(0, len(keys), chunk):
             session.execute(
                 delete(Object).where(

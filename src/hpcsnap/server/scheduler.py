@@ -74,7 +74,7 @@ class Scheduler:
     def _start(self, task_uuid: str) -> None:
         now = utcnow()
         with self.ctx.db.session() as s:
-            claimed = s.execute(
+            claimed = s.execute(  # type: ignore[attr-defined]
                 update(Task)
                 .where(Task.uuid == task_uuid, Task.state == TaskState.SUBMITTED.value)
                 .values(
@@ -114,7 +114,7 @@ class Scheduler:
     def watch(self) -> None:
         executor = self.ctx.executor
         with self.ctx.db.session() as s:
-            rows = s.execute(
+            rows: list[tuple[str, str]] = s.execute(  # type: ignore[assignment]
                 select(Task.uuid, Task.executor_id).where(
                     Task.executor == executor.name,
                     Task.state.in_([st.value for st in ACTIVE_STATES]),

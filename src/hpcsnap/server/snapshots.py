@@ -82,6 +82,7 @@ def create_snapshot(
 
 
 def as_request(snap: Snapshot) -> SnapshotRequest:
+    assert snap.directory is not None
     return SnapshotRequest(
         id=snap.id,
         kind=snap.kind,  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ import asyncio
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -53,11 +53,13 @@ def agent_caller(task_uuid: str, caller: AnyCaller) -> Caller:
 Agent = Annotated[Caller, Depends(agent_caller)]
 
 
-def _task(session: Session, task_uuid: str) -> Task:
+def _task(session: Session, task_uuid: str, *, seen: bool = True) -> Task:
+    """The agent's task; ``seen`` records that its agent is alive."""
     task = session.get(Task, task_uuid)
     if task is None:
         raise NotFound(f"task {task_uuid} not found")
-    task.agent_seen = utcnow()
+    if seen:
+        task.agent_seen = utcnow()
     return task
 
 
@@ -147,9 +149,9 @@ def report_logs(task_uuid: str, body: LogReport, agent: Agent, ctx: Ctx) -> dict
     return {"ok": 1}
 
 
-def _events(ctx: ServerContext, task_uuid: str) -> AgentEvents:
+def _events(ctx: ServerContext, task_uuid: str, *, seen: bool) -> AgentEvents:
     with ctx.db.session() as session:
-        task = _task(session, task_uuid)
+        task = _task(session, task_uuid, seen=seen)
         pending = session.scalars(
             select(Snapshot)
             .where(
@@ -168,15 +170,21 @@ def _events(ctx: ServerContext, task_uuid: str) -> AgentEvents:
 
 @router.get("/events")
 async def events(
-    task_uuid: str, agent: Agent, ctx: Ctx, wait: float = 0, version: int = -1
+    task_uuid: str, agent: Agent, ctx: Ctx, request: Request, wait: float = 0, version: int = -1
 ) -> dict[str, Any]:
-    """Long-poll: answers as soon as there is something to do, or after ``wait`` seconds."""
+    """Long-poll: answers as soon as there is something to do, or after ``wait`` seconds.
+
+    Only the start of a poll counts as a sign of life: an agent that died mid-poll is not
+    kept "alive" by its abandoned request.
+    """
     deadline = time.monotonic() + min(max(wait, 0.0), 30.0)
+    first = True
     while True:
-        ev = await run_in_threadpool(_events, ctx, task_uuid)
+        ev = await run_in_threadpool(_events, ctx, task_uuid, seen=first)
+        first = False
         if ev.abort or ev.snapshots or ev.periodic.version != version or ev.deleted:
             return dump(ev)
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or await request.is_disconnected():
             return dump(ev)
         await asyncio.sleep(0.2)
 

@@ -1,0 +1,205 @@
+"""Content addressing: file contents stored once under their xxh3-128 hash.
+
+:class:`ContentStore` keeps one namespace (one per user) of a backend, with keys
+``<namespace>/<first two hex digits>/<digest>``. An object only ever lands under the hash of
+the bytes it holds: :meth:`ContentStore.put_file` re-hashes while it uploads and raises
+:class:`~hpcsnap.blobstore.base.ContentChanged` before the backend commits a torn copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, cast
+
+import xxhash
+
+from hpcsnap.blobstore.base import Backend, ContentChanged
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+CHUNK = 1 << 20
+"""Read size for every file and stream (1 MiB)."""
+
+Opener = Callable[[bytes], BinaryIO]
+"""Opens a file for reading from its (bytes) path."""
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What a put stored: ``written`` is False when the content was already in the store."""
+
+    digest: str
+    size: int
+    written: bool
+    md5: str | None = None
+
+
+class _Tap(io.RawIOBase):
+    def __init__(
+        self, src: BinaryIO, on_data: Callable[[bytes], None], on_eof: Callable[[], None] | None
+    ) -> None:
+        super().__init__()
+        self._src = src
+        self._on_data = on_data
+        self._on_eof = on_eof
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._src.read(-1 if size is None else size)
+        if data:
+            self._on_data(data)
+        if (not data or size is None or size < 0) and self._on_eof is not None:
+            on_eof, self._on_eof = self._on_eof, None
+            on_eof()
+        return data
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._src.close()
+        super().close()
+
+
+def tap(
+    src: BinaryIO, on_data: Callable[[bytes], None], on_eof: Callable[[], None] | None = None
+) -> BinaryIO:
+    """A reader of ``src`` that passes each chunk read to ``on_data`` and calls ``on_eof`` once
+    at the end of ``src`` (an exception there reaches the caller of ``read``). Closing it
+    closes ``src``. Unbuffered: each ``read`` is one ``read`` of ``src``."""
+    return cast(BinaryIO, _Tap(src, on_data, on_eof))
+
+
+def _open_file(path: bytes) -> BinaryIO:
+    return open(path, "rb", buffering=0)
+
+
+def _hash_stream(src: BinaryIO) -> tuple[str, int]:
+    hasher = xxhash.xxh3_128()
+    size = 0
+    while chunk := src.read(CHUNK):
+        hasher.update(chunk)
+        size += len(chunk)
+    return hasher.hexdigest(), size
+
+
+def hash_file(path: str | bytes | os.PathLike[str]) -> tuple[str, int]:
+    """Return the xxh3-128 hex digest and the size of the file at ``path``."""
+    with _open_file(os.fsencode(path)) as src:
+        return _hash_stream(src)
+
+
+class ContentStore:
+    """Blobs addressed by content hash within one namespace of ``backend``."""
+
+    def __init__(self, backend: Backend, namespace: str) -> None:
+        if not _NAMESPACE.fullmatch(namespace):
+            raise ValueError(
+                f"invalid namespace {namespace!r}: use 1-128 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        self.backend = backend
+        self.namespace = namespace
+
+    def key(self, digest: str) -> str:
+        """The backend key of ``digest`` (``ValueError`` unless 32 lowercase hex digits)."""
+        if not _DIGEST.fullmatch(digest):
+            raise ValueError(f"invalid content digest {digest!r}: expected 32 lowercase hex digits")
+        return f"{self.namespace}/{digest[:2]}/{digest}"
+
+    def has(self, digest: str) -> bool:
+        return self.backend.stat(self.key(digest)) is not None
+
+    def put_file(
+        self,
+        path: str | bytes | os.PathLike[str],
+        *,
+        digest: str | None = None,
+        opener: Opener | None = None,
+    ) -> Stored:
+        """Store the file at ``path`` unless its content is already stored.
+
+        A first pass hashes the file (skipped when ``digest`` is given); when the content is
+        new, a second pass uploads it while re-hashing, and raises ``ContentChanged`` at the
+        end if the bytes differ from ``digest``, so nothing is stored under a wrong key.
+        ``opener`` (default: plain ``open``) opens ``path``, as bytes, for each pass.
+        """
+        open_ = opener or _open_file
+        raw = os.fsencode(path)
+        if digest is None:
+            with open_(raw) as src:
+                digest, _ = _hash_stream(src)
+        key = self.key(digest)
+        existing = self.backend.stat(key)
+        if existing is not None:
+            return Stored(digest, existing, written=False)
+        hasher = xxhash.xxh3_128()
+        size = 0
+
+        def on_data(chunk: bytes) -> None:
+            nonlocal size
+            hasher.update(chunk)
+            size += len(chunk)
+
+        def on_eof() -> None:
+            if hasher.hexdigest() != digest:
+                raise ContentChanged(f"{os.fsdecode(raw)!r} changed while it was being stored")
+
+        with open_(raw) as src:
+            self.backend.put(key, tap(src, on_data, on_eof))
+        return Stored(digest, size, written=True)
+
+    def put_stream(self, src: BinaryIO, *, tmpdir: Path | None = None) -> Stored:
+        """Store the content of ``src`` (read to its end), spooled to a temporary file in
+        ``tmpdir`` while its xxh3-128 and MD5 are computed."""
+        hasher = xxhash.xxh3_128()
+        md5 = hashlib.md5(usedforsecurity=False)
+        size = 0
+        with tempfile.TemporaryFile(dir=tmpdir) as spool:
+            while chunk := src.read(CHUNK):
+                hasher.update(chunk)
+                md5.update(chunk)
+                spool.write(chunk)
+                size += len(chunk)
+            digest = hasher.hexdigest()
+            key = self.key(digest)
+            written = self.backend.stat(key) is None
+            if written:
+                spool.seek(0)
+                self.backend.put(key, spool)
+        return Stored(digest, size, written, md5.hexdigest())
+
+    def open(self, digest: str) -> BinaryIO:
+        """Open the content of ``digest`` (``BlobNotFound`` if absent)."""
+        return self.backend.open(self.key(digest))
+
+    def delete(self, digest: str) -> None:
+        self.backend.delete(self.key(digest))
+
+    def digests(self) -> Iterator[str]:
+        """Every digest stored in this namespace."""
+        for key in self.backend.list(f"{self.namespace}/"):
+            directory, _, digest = key.rpartition("/")
+            if _DIGEST.fullmatch(digest) and directory == f"{self.namespace}/{digest[:2]}":
+                yield digest
+
+    def flush(self) -> None:
+        """Make every blob stored so far durable."""
+        self.backend.flush()

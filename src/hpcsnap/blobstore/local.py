@@ -1,0 +1,134 @@
+"""The local-directory backend: one file per object under ``<root>/objects/<key>``.
+
+A put writes a temporary file under ``<root>/tmp/`` and renames it over the object, so a reader
+sees the old object or the whole new one. Puts are not synced one by one: :meth:`flush` syncs
+the store's file system once (``syncfs``, or ``sync`` where that is missing).
+
+A key cannot also be the "directory" of another key (``a`` and ``a/b``), a limitation of file
+systems that content-addressed keys never hit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from hpcsnap.blobstore.base import BlobNotFound, check_key
+
+_CHUNK = 1 << 20
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        func: Callable[[int], int] = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    return func
+
+
+_SYNCFS = _load_syncfs()
+
+
+class LocalBackend:
+    """Objects stored as files under ``root`` (created with mode 0700)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).absolute()
+        self._objects = self.root / "objects"
+        self._tmp = self.root / "tmp"
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        self._objects.mkdir(exist_ok=True)
+        self._tmp.mkdir(exist_ok=True)
+        self._dirty = False
+
+    def _path(self, key: str) -> Path:
+        return self._objects / check_key(key)
+
+    def put(self, key: str, src: BinaryIO) -> None:
+        path = self._path(key)
+        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(src, out, _CHUNK)
+            try:
+                os.replace(tmp, path)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        self._dirty = True
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+            raise BlobNotFound(key) from exc
+
+    def stat(self, key: str) -> int | None:
+        try:
+            st = self._path(key).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            self._path(key).unlink()
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Walk only the directory that ``prefix`` names up to its last ``/``.
+
+        A prefix that no valid key starts with (``/x``, ``a//``, ``../``) yields nothing.
+        """
+        head, slash, name_start = prefix.rpartition("/")
+        if not slash:
+            yield from self._walk(self._objects, "", name_start)
+            return
+        try:
+            check_key(head)
+        except ValueError:
+            return
+        yield from self._walk(self._objects / head, head + "/", name_start)
+
+    def _walk(self, start: Path, start_key: str, name_start: str) -> Iterator[str]:
+        stack = [(start, start_key, name_start)]
+        while stack:
+            directory, key_prefix, wanted = stack.pop()
+            try:
+                with os.scandir(directory) as entries:
+                    for entry in entries:
+                        if not entry.name.startswith(wanted):
+                            continue
+                        key = key_prefix + entry.name
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append((Path(entry.path), key + "/", ""))
+                        elif entry.is_file(follow_symlinks=False):
+                            yield key
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+
+    def flush(self) -> None:
+        """Sync the file system holding the store, if anything was put since the last flush."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if _SYNCFS is None or _SYNCFS(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": "local", "root": str(self.root)}

@@ -1,0 +1,29 @@
+"""Re-open a backend from its :meth:`~hpcsnap.blobstore.base.Backend.describe` description."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from hpcsnap.blobstore.base import Backend
+from hpcsnap.blobstore.local import LocalBackend
+
+
+def _open_local(desc: Mapping[str, str]) -> Backend:
+    root = desc.get("root")
+    if not root:
+        raise ValueError("a 'local' blob store description needs a 'root' directory")
+    return LocalBackend(Path(root))
+
+
+_OPENERS: dict[str, Callable[[Mapping[str, str]], Backend]] = {"local": _open_local}
+
+
+def open_backend(desc: Mapping[str, str]) -> Backend:
+    """Return the backend that ``desc`` (from ``Backend.describe()``) describes."""
+    kind = desc.get("kind")
+    opener = _OPENERS.get(kind or "")
+    if opener is None:
+        known = ", ".join(sorted(_OPENERS))
+        raise ValueError(f"unknown blob store kind {kind!r} (known kinds: {known})")
+    return opener(desc)

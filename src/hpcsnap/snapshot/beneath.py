@@ -1,0 +1,112 @@
+"""File access confined beneath one directory, never following a symlink on the way.
+
+Each path is resolved one component at a time from a descriptor of the root, with
+``O_NOFOLLOW`` on every component: a directory swapped for a symlink while a capture runs cannot
+lead it outside ``/job``. A path that no longer leads to what it named (vanished, or now a
+symlink or a non-directory on the way) raises ``FileNotFoundError``, i.e. "vanished".
+
+Files are opened ``O_NONBLOCK`` and checked with ``fstat``: a FIFO swapped in after the scan is
+closed at once, never read, and the open itself cannot block. (A device node swapped in would
+be opened, then refused; an unprivileged job cannot create one.)
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
+
+
+def _vanished(rel: bytes, why: str) -> FileNotFoundError:
+    return FileNotFoundError(errno.ENOENT, why, os.fsdecode(rel))
+
+
+class Beneath:
+    """Opens and stats relative paths beneath ``root`` (not thread-safe; close it after use)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._last: tuple[bytes, int] | None = None
+
+    def __enter__(self) -> Beneath:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._forget()
+        if self._root_fd >= 0:
+            os.close(self._root_fd)
+            self._root_fd = -1
+
+    def _forget(self) -> None:
+        if self._last is not None:
+            os.close(self._last[1])
+            self._last = None
+
+    def _parent(self, rel: bytes) -> tuple[int, bytes]:
+        """A descriptor of ``rel``'s directory (cached for the next call) and its last name."""
+        head, _, name = rel.rpartition(b"/")
+        parts = head.split(b"/") if head else []
+        if rel.startswith(b"/") or any(p in (b"", b".", b"..") for p in [*parts, name]):
+            raise ValueError(f"not a plain relative path: {rel!r}")
+        if not parts:
+            return self._root_fd, name
+        if self._last is not None and self._last[0] == head:
+            return self._last[1], name
+        self._forget()
+        fd = self._root_fd
+        try:
+            for part in parts:
+                child = os.open(part, DIR_FLAGS, dir_fd=fd)
+                if fd != self._root_fd:
+                    os.close(fd)
+                fd = child
+        except OSError as exc:
+            if fd != self._root_fd:
+                os.close(fd)
+            if exc.errno in _GONE:
+                raise _vanished(rel, "no longer a directory path beneath the root") from exc
+            raise
+        self._last = (head, fd)
+        return fd, name
+
+    def lstat(self, rel: bytes) -> os.stat_result:
+        fd, name = self._parent(rel)
+        return os.stat(name, dir_fd=fd, follow_symlinks=False)
+
+    def readlink(self, rel: bytes) -> bytes:
+        fd, name = self._parent(rel)
+        try:
+            return os.readlink(name, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise _vanished(rel, "no longer a symlink") from exc
+            raise
+
+    def open(self, rel: bytes) -> BinaryIO:
+        """Open a regular file for reading; never opens a FIFO, socket or device, never blocks."""
+        fd, name = self._parent(rel)
+        try:
+            file_fd = os.open(name, _FILE_FLAGS, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _vanished(rel, "no longer a regular file") from exc
+            raise
+        try:
+            if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+                raise _vanished(rel, "no longer a regular file")
+            return open(file_fd, "rb", buffering=0)
+        except BaseException:
+            os.close(file_fd)
+            raise

@@ -1,0 +1,351 @@
+"""One capture of the outputs of a directory into a content store, returning its manifest.
+
+Phase 1 walks the tree (``lstat`` only) and sorts each regular file or symlink that passes the
+filter into one of:
+
+- an unchanged *input*: in ``baseline`` (what was staged before the command started) with the
+  same kind, size and mtime: left out, unless ``include_unchanged_inputs``;
+- *unchanged since the parent snapshot*: same kind, size, mtime, ctime and inode as in
+  ``parent``: its entry is reused without opening the file or asking the store anything;
+- *to read*: everything else. Symlinks are read (``readlink``) at once; files are counted in
+  ``size_to_upload``, and the hard limit is checked before any of them is read.
+
+Phase 2 reads each file to read: ``lstat``, :meth:`ContentStore.put_file` (hash, then upload
+if the content is new, re-hashed on the way), ``lstat`` again. A file that changed meanwhile is
+read again, up to ``max_tries`` times, then reported *unstable* and left out of the manifest: a
+torn copy is never recorded. A file that vanished is left out silently. The store is flushed
+before the manifest is returned, so the caller can publish it at once.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from hpcsnap.blobstore.base import ContentChanged
+from hpcsnap.blobstore.content import ContentStore, tap
+from hpcsnap.snapshot.beneath import Beneath
+from hpcsnap.snapshot.filters import PathFilter
+from hpcsnap.snapshot.limiter import RateLimiter
+from hpcsnap.snapshot.manifest import Entry, Kind, Manifest, decode_name
+from hpcsnap.snapshot.scan import Found, Scanner
+
+PROGRESS_INTERVAL = 0.2
+"""Minimum seconds between two progress reports (the last one is always sent)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """``transferred`` bytes out of ``size_to_upload``; files done (reused ones included)."""
+
+    size_to_upload: int
+    transferred: int
+    files_done: int
+    files_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureResult:
+    """The manifest and what it took.
+
+    ``files_total`` = ``files_reused`` + ``files_read`` entries in the manifest;
+    ``bytes_total`` its file bytes; ``size_to_upload`` the bytes of the files phase 1 chose to
+    read; ``bytes_read`` the bytes actually read from disk (hash and upload passes, retries);
+    ``bytes_stored`` the new content written to the store; ``skipped_special`` FIFOs, sockets
+    and devices seen (never opened).
+    """
+
+    manifest: Manifest
+    warnings: tuple[str, ...]
+    unstable: tuple[str, ...]
+    files_total: int
+    files_reused: int
+    files_read: int
+    size_to_upload: int
+    bytes_total: int
+    bytes_read: int
+    bytes_stored: int
+    skipped_special: int
+
+
+class SnapshotTooLarge(Exception):
+    """The outputs exceed the hard limit; raised before any file is read."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"snapshot would be {format_size(size)}, over the hard limit of {format_size(limit)}: "
+            "narrow the snapshot filters (whitelist/blacklist) or raise the limit"
+        )
+        self.size = size
+        self.limit = limit
+
+
+def format_size(n: int) -> str:
+    """``n`` bytes in binary units, e.g. ``1.5 GiB``."""
+    size, unit = float(n), "B"
+    for bigger in ("KiB", "MiB", "GiB", "TiB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, bigger
+    return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+
+
+def _unchanged(old: Entry, kind: Kind, st: os.stat_result) -> bool:
+    return (
+        old.kind == kind
+        and old.size == st.st_size
+        and old.mtime_ns == st.st_mtime_ns
+        and old.ctime_ns == st.st_ctime_ns
+        and old.ino == st.st_ino
+    )
+
+
+def _held_still(before: os.stat_result, after: os.stat_result) -> bool:
+    return (before.st_size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino) == (
+        after.st_size,
+        after.st_mtime_ns,
+        after.st_ctime_ns,
+        after.st_ino,
+    )
+
+
+def _entry(
+    found: Found,
+    st: os.stat_result,
+    kind: Kind,
+    *,
+    digest: str | None = None,
+    target_raw: bytes | None = None,
+) -> Entry:
+    target, raw_target = decode_name(target_raw) if target_raw is not None else (None, None)
+    return Entry(
+        path=found.path,
+        kind=kind,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        ctime_ns=st.st_ctime_ns,
+        ino=st.st_ino,
+        mode=st.st_mode,
+        digest=digest,
+        target=target,
+        raw=decode_name(found.raw)[1],
+        raw_target=raw_target,
+    )
+
+
+class _Run:
+    """The state of one capture."""
+
+    def __init__(
+        self,
+        store: ContentStore,
+        tree: Beneath,
+        opener: Callable[[bytes], BinaryIO],
+        limiter: RateLimiter | None,
+        progress: Callable[[Progress], None] | None,
+    ) -> None:
+        self.store = store
+        self.tree = tree
+        self.opener = opener
+        self.limiter = limiter
+        self.progress = progress
+        self.slots: dict[str, Entry | None] = {}
+        self.to_read: list[Found] = []
+        self.warnings: list[str] = []
+        self.unstable: list[str] = []
+        self.files_reused = self.files_read = self.skipped_special = 0
+        self.size_to_upload = self.planned_bytes = 0
+        self.bytes_read = self.bytes_stored = 0
+        self.written = False
+        self.files_done = self.files_total = 0
+        self.transferred = self.current_read = self.current_size = 0
+        self.last_report = 0.0
+
+    def warn(self, path: str, why: str) -> None:
+        self.warnings.append(f"{path}: {why}")
+
+    def plan(
+        self,
+        root: Path,
+        path_filter: PathFilter,
+        parent: Mapping[str, Entry],
+        baseline: Mapping[str, Entry],
+    ) -> None:
+        scanner = Scanner(
+            root,
+            accept=path_filter.accepts,
+            on_error=lambda path, exc: self.warn(path, f"not captured: {exc.strerror or exc}"),
+        )
+        for found in scanner:
+            st = found.stat
+            kind: Kind = "symlink" if stat.S_ISLNK(st.st_mode) else "file"
+            staged = baseline.get(found.path)
+            if (
+                staged is not None
+                and staged.kind == kind
+                and staged.size == st.st_size
+                and staged.mtime_ns == st.st_mtime_ns
+            ):
+                continue
+            if found.path in self.slots:
+                self.warn(found.path, "not captured: its escaped name is also another file's name")
+                continue
+            old = parent.get(found.path)
+            if old is not None and _unchanged(old, kind, st):
+                self.slots[found.path] = old
+                self.files_reused += 1
+            elif kind == "symlink":
+                self.read_link(found)
+            else:
+                self.slots[found.path] = None
+                self.to_read.append(found)
+                self.size_to_upload += st.st_size
+            if kind == "file":
+                self.planned_bytes += st.st_size
+        self.skipped_special = scanner.skipped_special
+
+    def read_link(self, found: Found) -> None:
+        try:
+            target = self.tree.readlink(found.raw)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self.warn(found.path, f"not captured: {exc.strerror or exc}")
+            return
+        self.slots[found.path] = _entry(found, found.stat, "symlink", target_raw=target)
+        self.files_read += 1
+
+    def check_limits(self, soft_limit: int | None, hard_limit: int | None) -> None:
+        if hard_limit is not None and self.planned_bytes > hard_limit:
+            raise SnapshotTooLarge(self.planned_bytes, hard_limit)
+        if soft_limit is not None and self.planned_bytes > soft_limit:
+            self.warnings.append(
+                f"snapshot is {format_size(self.planned_bytes)}, over the soft limit of "
+                f"{format_size(soft_limit)}: consider narrowing the snapshot filters"
+            )
+
+    def read_all(self, max_tries: int) -> None:
+        self.files_done = self.files_reused + self.files_read
+        self.files_total = self.files_done + len(self.to_read)
+        self.report(force=True)
+        for found in self.to_read:
+            self.current_read, self.current_size = 0, found.stat.st_size
+            entry = self.read_file(found, max_tries)
+            if entry is None:
+                del self.slots[found.path]
+            else:
+                self.slots[found.path] = entry
+                self.files_read += 1
+            self.transferred += found.stat.st_size
+            self.current_read = self.current_size = 0
+            self.files_done += 1
+            self.report()
+        if self.written:
+            self.store.flush()
+        self.report(force=True)
+
+    def read_file(self, found: Found, max_tries: int) -> Entry | None:
+        for _ in range(max_tries):
+            try:
+                before = self.tree.lstat(found.raw)
+                if not stat.S_ISREG(before.st_mode):
+                    return None
+                stored = self.store.put_file(found.raw, opener=self.open_metered)
+                after = self.tree.lstat(found.raw)
+            except ContentChanged:
+                continue
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                self.warn(found.path, f"not captured: {exc.strerror or exc}")
+                return None
+            if _held_still(before, after) and stored.size == after.st_size:
+                if stored.written:
+                    self.written = True
+                    self.bytes_stored += stored.size
+                return _entry(found, after, "file", digest=stored.digest)
+        self.unstable.append(found.path)
+        self.warn(found.path, f"unstable: changed while being read ({max_tries} tries), left out")
+        return None
+
+    def open_metered(self, rel: bytes) -> BinaryIO:
+        return tap(self.opener(rel), self.on_data)
+
+    def on_data(self, chunk: bytes) -> None:
+        self.bytes_read += len(chunk)
+        self.current_read += len(chunk)
+        if self.limiter is not None:
+            self.limiter.consume(len(chunk))
+        self.report()
+
+    def report(self, *, force: bool = False) -> None:
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if not force and now - self.last_report < PROGRESS_INTERVAL:
+            return
+        self.last_report = now
+        transferred = self.transferred + min(self.current_read, self.current_size)
+        self.progress(Progress(self.size_to_upload, transferred, self.files_done, self.files_total))
+
+    def result(self) -> CaptureResult:
+        manifest = Manifest(e for e in self.slots.values() if e is not None)
+        return CaptureResult(
+            manifest=manifest,
+            warnings=tuple(self.warnings),
+            unstable=tuple(self.unstable),
+            files_total=len(manifest),
+            files_reused=self.files_reused,
+            files_read=self.files_read,
+            size_to_upload=self.size_to_upload,
+            bytes_total=manifest.total_size,
+            bytes_read=self.bytes_read,
+            bytes_stored=self.bytes_stored,
+            skipped_special=self.skipped_special,
+        )
+
+
+def capture(
+    root: Path,
+    store: ContentStore,
+    *,
+    path_filter: PathFilter,
+    parent: Manifest | None = None,
+    baseline: Manifest | None = None,
+    include_unchanged_inputs: bool = False,
+    progress: Callable[[Progress], None] | None = None,
+    soft_limit: int | None = None,
+    hard_limit: int | None = None,
+    max_tries: int = 3,
+    max_bytes_per_sec: int | None = None,
+    opener: Callable[[bytes], BinaryIO] | None = None,
+) -> CaptureResult:
+    """Capture the outputs under ``root`` into ``store`` (see the module docstring).
+
+    ``parent`` is the manifest of the previous successful snapshot, ``baseline`` the one of
+    the inputs staged before the command started. ``progress`` is called at most every
+    :data:`PROGRESS_INTERVAL` seconds and once at the end. ``max_bytes_per_sec`` caps the read
+    rate. ``opener`` opens a file from its path relative to ``root`` (bytes); the default never
+    follows a symlink on the way and never opens anything but a regular file.
+    Raises :class:`SnapshotTooLarge`, or :class:`~hpcsnap.snapshot.filters.FilterError` when a
+    filter is too slow.
+    """
+    if max_tries < 1:
+        raise ValueError(f"max_tries must be at least 1, not {max_tries}")
+    limiter = None if max_bytes_per_sec is None else RateLimiter(max_bytes_per_sec)
+    with Beneath(root) as tree:
+        run = _Run(store, tree, opener or tree.open, limiter, progress)
+        run.plan(
+            root,
+            path_filter,
+            parent or {},
+            {} if include_unchanged_inputs or baseline is None else baseline,
+        )
+        run.check_limits(soft_limit, hard_limit)
+        run.read_all(max_tries)
+    return run.result()

@@ -1,0 +1,1 @@
+"""Tests of the blob store backends and the content store."""

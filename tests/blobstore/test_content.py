@@ -1,0 +1,170 @@
+"""ContentStore: addressing, deduplication, and no torn copy under a key."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+import xxhash
+
+from hpcsnap.blobstore import (
+    BlobNotFound,
+    ContentChanged,
+    ContentStore,
+    LocalBackend,
+    Stored,
+    hash_file,
+)
+from hpcsnap.blobstore.content import tap
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ContentStore:
+    return ContentStore(LocalBackend(tmp_path / "store"), "user-1")
+
+
+def xxh(data: bytes) -> str:
+    return xxhash.xxh3_128(data).hexdigest()
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_hash_file(tmp_path: Path) -> None:
+    data = b"x" * (3 * 1024 * 1024 + 5)
+    assert hash_file(write(tmp_path / "f", data)) == (xxh(data), len(data))
+    assert hash_file(write(tmp_path / "e", b"")) == (xxh(b""), 0)
+
+
+def test_key_layout(store: ContentStore) -> None:
+    digest = xxh(b"abc")
+    assert store.key(digest) == f"user-1/{digest[:2]}/{digest}"
+
+
+@pytest.mark.parametrize("namespace", ["", ".", "..", "a/b", "a b", "-x", "x" * 129, "é"])
+def test_invalid_namespace(tmp_path: Path, namespace: str) -> None:
+    with pytest.raises(ValueError, match="invalid namespace"):
+        ContentStore(LocalBackend(tmp_path), namespace)
+
+
+@pytest.mark.parametrize("digest", ["", "../" + "0" * 30, "A" * 32, "0" * 31, "0" * 33, "g" * 32])
+def test_invalid_digest(store: ContentStore, digest: str) -> None:
+    with pytest.raises(ValueError, match="invalid content digest"):
+        store.has(digest)
+    with pytest.raises(ValueError, match="invalid content digest"):
+        store.open(digest)
+
+
+def test_put_file_round_trip(store: ContentStore, tmp_path: Path) -> None:
+    data = b"simulation output\n" * 100_000
+    stored = store.put_file(write(tmp_path / "U", data))
+    assert stored == Stored(xxh(data), len(data), written=True)
+    assert store.has(stored.digest)
+    with store.open(stored.digest) as f:
+        assert f.read() == data
+    assert list(store.digests()) == [stored.digest]
+
+
+def test_same_content_is_written_once(store: ContentStore, tmp_path: Path) -> None:
+    first = store.put_file(write(tmp_path / "a", b"same bytes"))
+    second = store.put_file(write(tmp_path / "b", b"same bytes"))
+    assert first.written and not second.written
+    assert second == Stored(first.digest, len(b"same bytes"), written=False)
+    assert list(store.backend.list()) == [store.key(first.digest)]
+
+
+def test_known_digest_skips_reading(store: ContentStore, tmp_path: Path) -> None:
+    path = write(tmp_path / "a", b"content")
+    digest = store.put_file(path).digest
+    opened: list[bytes] = []
+
+    def opener(p: bytes) -> BinaryIO:
+        opened.append(p)
+        return open(p, "rb")
+
+    assert store.put_file(path, digest=digest, opener=opener).written is False
+    assert opened == []
+
+
+class ChangingFile:
+    """An opener whose file holds ``versions[i]`` at its i-th opening: a file that a running
+    job rewrites between the hashing pass and the upload pass."""
+
+    def __init__(self, *versions: bytes) -> None:
+        self.versions = list(versions)
+        self.opened = 0
+
+    def __call__(self, path: bytes) -> BinaryIO:
+        data = self.versions[min(self.opened, len(self.versions) - 1)]
+        self.opened += 1
+        return io.BytesIO(data)
+
+
+def test_content_changed_between_passes_stores_nothing(store: ContentStore) -> None:
+    opener = ChangingFile(b"step 1 results", b"step 2 results, longer")
+    with pytest.raises(ContentChanged):
+        store.put_file("job/log", opener=opener)
+    assert opener.opened == 2
+    assert list(store.backend.list()) == []
+    assert list(store.digests()) == []
+
+
+def test_same_size_change_is_detected(store: ContentStore) -> None:
+    with pytest.raises(ContentChanged):
+        store.put_file("f", opener=ChangingFile(b"aaaa", b"abaa"))
+    assert list(store.backend.list()) == []
+
+
+def test_wrong_given_digest_is_refused(store: ContentStore, tmp_path: Path) -> None:
+    path = write(tmp_path / "f", b"real content")
+    with pytest.raises(ContentChanged):
+        store.put_file(path, digest=xxh(b"something else"))
+    assert list(store.backend.list()) == []
+
+
+def test_put_stream(store: ContentStore, tmp_path: Path) -> None:
+    data = b"uploaded body" * 200_000
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    stored = store.put_stream(io.BytesIO(data), tmpdir=spool)
+    assert stored == Stored(xxh(data), len(data), True, hashlib.md5(data).hexdigest())
+    again = store.put_stream(io.BytesIO(data), tmpdir=spool)
+    assert again == Stored(stored.digest, len(data), False, stored.md5)
+    assert list(spool.iterdir()) == []
+    with store.open(stored.digest) as f:
+        assert f.read() == data
+
+
+def test_delete_and_digests(store: ContentStore, tmp_path: Path) -> None:
+    digests = {store.put_file(write(tmp_path / str(i), bytes([i]) * i)).digest for i in range(5)}
+    other = ContentStore(store.backend, "user-2")
+    other.put_stream(io.BytesIO(b"someone else's"))
+    store.backend.put("user-1/zz/not-a-digest", io.BytesIO(b""))
+    assert set(store.digests()) == digests
+    victim = sorted(digests)[0]
+    store.delete(victim)
+    store.delete(victim)
+    assert set(store.digests()) == digests - {victim}
+    with pytest.raises(BlobNotFound):
+        store.open(victim)
+    store.flush()
+
+
+def test_tap_sees_every_byte_and_the_end_once() -> None:
+    seen: list[bytes] = []
+    ends: list[int] = []
+    src = io.BytesIO(b"abcdefgh")
+    with tap(src, seen.append, lambda: ends.append(len(seen))) as reader:
+        assert reader.read(3) == b"abc"
+        buffer = bytearray(2)
+        assert reader.readinto(buffer) == 2 and buffer == b"de"  # type: ignore[attr-defined]
+        assert reader.read() == b"fgh"
+        assert reader.read(5) == b""
+    assert seen == [b"abc", b"de", b"fgh"]
+    assert ends == [3], "on_eof runs once, when the end is reached"
+    assert src.closed

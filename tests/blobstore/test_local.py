@@ -1,0 +1,79 @@
+"""What the local backend adds to the common contract: layout, permissions, no leftovers."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from hpcsnap.blobstore import LocalBackend, open_backend
+
+
+def test_layout_and_permissions(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    backend = LocalBackend(root)
+    backend.put("ns/ab/abc", io.BytesIO(b"data"))
+    assert (root / "objects" / "ns" / "ab" / "abc").read_bytes() == b"data"
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert backend.describe() == {"kind": "local", "root": str(root)}
+
+
+def test_existing_root_is_made_private(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    root.mkdir(mode=0o755)
+    os.chmod(root, 0o755)
+    LocalBackend(root)
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+
+
+def test_relative_root_is_described_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    backend = LocalBackend(Path("rel"))
+    assert backend.describe()["root"] == str(tmp_path / "rel")
+
+
+def test_failed_put_leaves_no_temporary_file(tmp_path: Path) -> None:
+    class Failing(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+            raise OSError("disk on fire")
+
+    backend = LocalBackend(tmp_path / "s")
+    with pytest.raises(OSError, match="disk on fire"):
+        backend.put("k", io.BufferedReader(Failing()))
+    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+    assert list((tmp_path / "s" / "objects").iterdir()) == []
+
+
+def test_list_walks_only_the_prefix_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = LocalBackend(tmp_path / "s")
+    for key in ("ns/aa/aa1", "ns/ab/ab1", "ns/ab/ab2", "other/zz/zz1"):
+        backend.put(key, io.BytesIO(b"x"))
+    visited: list[str] = []
+    real_scandir = os.scandir
+
+    def recording_scandir(path: str) -> object:
+        visited.append(os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", recording_scandir)
+    assert sorted(backend.list("ns/ab/ab")) == ["ns/ab/ab1", "ns/ab/ab2"]
+    assert visited == [str(tmp_path / "s" / "objects" / "ns" / "ab")]
+
+
+def test_open_backend_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown blob store kind 's4'"):
+        open_backend({"kind": "s4", "root": str(tmp_path)})
+    with pytest.raises(ValueError, match="unknown blob store kind None"):
+        open_backend({})
+    with pytest.raises(ValueError, match="needs a 'root'"):
+        open_backend({"kind": "local"})

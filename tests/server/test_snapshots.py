@@ -1,0 +1,248 @@
+"""Snapshots end to end: periodic, manual, in-job, final; filters; incremental storage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO, Api, ServerProcess, wait_for
+
+HEAT = REPO / "examples" / "heat" / "heat.py"
+
+
+@pytest.fixture(scope="module")
+def user(server: ServerProcess) -> Api:
+    return server.user("snapper")
+
+
+def snapshots(api: Api, uuid: str) -> list[dict]:
+    return list(api.ok("GET", f"/tasks/{uuid}/snapshots"))
+
+
+def wait_snapshot(api: Api, uuid: str, snap_id: str, timeout: float = 30) -> dict:
+    return wait_for(
+        lambda: api.ok("GET", f"/tasks/{uuid}/snapshot/{snap_id}"),
+        lambda s: s["status"] in ("Success", "Failure"),
+        timeout,
+        f"snapshot {snap_id}",
+    )
+
+
+def blob_files(server: ServerProcess) -> list[Path]:
+    return [p for p in (server.data_dir / "blobs").rglob("*") if p.is_file()]
+
+
+def test_acceptance_periodic_and_labelled_manual(user: Api, server: ServerProcess) -> None:
+    """A task writing a time step per second, periodic every 2 s, one labelled manual snapshot."""
+    cmd = (
+        "dd if=/dev/urandom of=mesh.bin bs=1M count=2 2>/dev/null; "
+        "for i in $(seq 1 9); do mkdir -p $i; echo step $i > $i/U; echo t=$i >> log.run; "
+        "sleep 1; done"
+    )
+    uuid = user.submit(cmd, snapshotInterval=2, resultBucket="acceptance")
+    user.wait(uuid, {"FullyExecuting"})
+    time.sleep(3)
+    posted = time.monotonic()
+    snap_id = user.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "mid-run"})["id"]
+    manual = wait_snapshot(user, uuid, snap_id)
+    latency = time.monotonic() - posted
+    assert manual["status"] == "Success", manual
+    assert latency < 5, latency
+    assert user.wait(uuid)["state"] == "Success"
+    snaps = snapshots(user, uuid)
+    periodic = [s for s in snaps if s["kind"] == "periodic" and s["status"] == "Success"]
+    labelled = [s for s in snaps if s["label"] == "mid-run"]
+    assert len(periodic) >= 3, snaps
+    assert len(labelled) == 1 and labelled[0]["directory"].endswith("_mid-run/")
+    keys = user.keys("acceptance")
+    mesh = user.download("acceptance", "mesh.bin")
+    for snap in periodic + labelled:
+        d = snap["directory"]
+        assert d.startswith("snapshots/20") and d.endswith("/")
+        mine = [k for k in keys if k.startswith(d)]
+        assert len(mine) == snap["filesTotal"], (d, mine)
+        assert f"{d}mesh.bin" in mine
+        assert user.download("acceptance", f"{d}mesh.bin") == mesh
+        steps = sorted(int(k[len(d) :].split("/")[0]) for k in mine if k.endswith("/U"))
+        assert steps == list(range(1, len(steps) + 1))
+        for step in steps:
+            assert user.download("acceptance", f"{d}{step}/U") == f"step {step}\n".encode()
+        log_run = user.download("acceptance", f"{d}log.run").decode()
+        assert log_run.startswith("t=1\n")
+    # incremental: the 2 MiB mesh was read once, then reused by every later snapshot
+    ordered = sorted(periodic + labelled, key=lambda s: s["triggerDate"])
+    assert all(s["filesReused"] >= 1 for s in ordered[1:])
+    assert sum(s["bytesStored"] for s in ordered) < 2 * len(mesh)
+    mesh_copies = [p for p in blob_files(server) if p.stat().st_size == len(mesh)]
+    assert len(mesh_copies) == 1
+
+
+def test_seed_filters_on_a_decomposed_case(user: Api) -> None:
+    uuid = user.submit(
+        f"cp {HEAT} heat.py && python3 heat.py --np 2 --end-time 0.6 --write-interval 0.1 "
+        "--step-seconds 0.5",
+        snapshotBlacklist=r"processor\d+",
+        resultBucket="heat-filters",
+    )
+    user.wait(uuid, {"FullyExecuting"})
+    wait_for(
+        lambda: user.get(f"/tasks/{uuid}/stdout").text, lambda t: "Time = 0.2" in t, 30, "two steps"
+    )
+    black = user.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "black"})["id"]
+    white = user.ok(
+        "POST", f"/tasks/{uuid}/snapshot", json={"label": "white", "whitelist": r"log\..*"}
+    )["id"]
+    both = user.ok(
+        "POST",
+        f"/tasks/{uuid}/snapshot",
+        json={"label": "both", "whitelist": r"processor0/", "blacklist": ""},
+    )["id"]
+    for sid in (black, white, both):
+        assert wait_snapshot(user, uuid, sid)["status"] == "Success"
+    user.wait(uuid)
+    by_label = {s["label"]: s for s in snapshots(user, uuid)}
+    keys = user.keys("heat-filters")
+
+    def files(label: str) -> list[str]:
+        d = by_label[label]["directory"]
+        return sorted(k[len(d) :] for k in keys if k.startswith(d))
+
+    assert "log.heatFoam" in files("black")
+    assert not any(f.startswith("processor") for f in files("black"))
+    assert files("white") == ["log.heatFoam"]
+    # a whitelist given in the request replaces the task's; an empty blacklist clears it
+    assert files("both") and all(f.startswith("processor0/") for f in files("both"))
+    assert by_label["white"]["snapshotConfig"]["blacklist"] == r"processor\d+"
+
+
+def test_in_job_snapshot_and_failed_task_keeps_snapshots(user: Api) -> None:
+    uuid = user.submit(
+        "echo mesh > mesh.txt; hpcsnap job snapshot --label mesh-done > reply.json; "
+        "echo after >> mesh.txt; exit 4",
+        resultBucket="injob",
+    )
+    task = user.wait(uuid)
+    assert task["state"] == "Failure" and task["exitCode"] == 4
+    snaps = snapshots(user, uuid)
+    assert [(s["kind"], s["label"], s["status"]) for s in snaps] == [
+        ("job", "mesh-done", "Success")
+    ]
+    d = snaps[0]["directory"]
+    assert user.download("injob", f"{d}mesh.txt") == b"mesh\n"
+    assert b'"status": "Success"' in user.download("injob", "reply.json")
+    assert user.download("injob", "mesh.txt") == b"mesh\nafter\n"
+
+
+def test_snapshot_rules(user: Api, server: ServerProcess) -> None:
+    done = user.submit("echo x")
+    user.wait(done)
+    resp = user.post(f"/tasks/{done}/snapshot", json={})
+    assert resp.status_code == 409 and "running" in resp.json()["message"]
+    uuid = user.submit("sleep 60")
+    user.wait(uuid, {"FullyExecuting"})
+    assert user.get(f"/tasks/{uuid}/snapshot/nope").status_code == 404
+    for body in ({"interval": -1}, {"interval": 5, "whitelist": "("}):
+        resp = user.post(f"/tasks/{uuid}/snapshot/periodic", json=body)
+        assert resp.status_code == 400, body
+    resp = user.post(f"/tasks/{uuid}/snapshot", json={"label": "../../x"})
+    assert resp.status_code == 400 and "label" in resp.json()["message"]
+    # the SDK's instant() with nulls, and an empty body, both work
+    sid = user.ok(
+        "POST",
+        f"/tasks/{uuid}/snapshot",
+        json={"whitelist": None, "blacklist": None, "bucket": None, "bucketPrefix": None},
+    )["id"]
+    assert wait_snapshot(user, uuid, sid)["status"] == "Success"
+    sid = user.ok("POST", f"/tasks/{uuid}/snapshot", content=b"")["id"]
+    assert wait_snapshot(user, uuid, sid)["status"] == "Success"
+    user.ok("POST", f"/tasks/{uuid}/abort")
+    user.wait(uuid)
+
+
+def test_periodic_set_while_running_changed_and_stopped(user: Api) -> None:
+    uuid = user.submit(
+        "for i in $(seq 1 30); do echo $i >> n.txt; sleep 0.5; done", resultBucket="periodic-later"
+    )
+    user.wait(uuid, {"FullyExecuting"})
+    user.ok(
+        "POST",
+        f"/tasks/{uuid}/snapshot/periodic",
+        json={
+            "interval": 1,
+            "whitelist": None,
+            "blacklist": None,
+            "bucket": None,
+            "bucketPrefix": "ckpt",
+        },
+    )
+    wait_for(lambda: snapshots(user, uuid), lambda s: len(s) >= 3, 20, "3 periodic snapshots")
+    user.ok("POST", f"/tasks/{uuid}/snapshot/periodic", json={"interval": 0})
+    time.sleep(1.5)
+    count = len(snapshots(user, uuid))
+    time.sleep(3)
+    assert len(snapshots(user, uuid)) == count
+    assert user.ok("GET", f"/tasks/{uuid}")["snapshotInterval"] == 0
+    user.ok("POST", f"/tasks/{uuid}/abort")
+    user.wait(uuid)
+    assert all(s["directory"].startswith("ckpt/snapshots/") for s in snapshots(user, uuid))
+
+
+def test_symlinks_and_fifos_in_job(user: Api) -> None:
+    uuid = user.submit(
+        "ln -s /etc/passwd passwd-link; ln -s /etc etc-link; mkfifo fifo; echo ok > real.txt;"
+        "sleep 30",
+        resultBucket="hostile",
+    )
+    user.wait(uuid, {"FullyExecuting"})
+    time.sleep(0.5)
+    sid = user.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "hostile"})["id"]
+    snap = wait_snapshot(user, uuid, sid, timeout=20)
+    assert snap["status"] == "Success"
+    user.ok("POST", f"/tasks/{uuid}/abort")
+    user.wait(uuid)
+    d = snap["directory"]
+    assert sorted(k[len(d) :] for k in user.keys("hostile") if k.startswith(d)) == ["real.txt"]
+    passwd = Path("/etc/passwd").read_bytes()
+    for key in user.keys("hostile"):
+        assert user.download("hostile", key) != passwd
+
+
+def test_killed_mid_snapshot_is_failure_and_earlier_ones_intact(
+    fresh_server: ServerProcess,
+) -> None:
+    api = fresh_server.user("crash")
+    uuid = api.submit(
+        "echo first > a.txt; sleep 2; dd if=/dev/urandom of=big.bin bs=1M count=400 2>/dev/null;"
+        "sleep 300",
+        resultBucket="crash",
+    )
+    api.wait(uuid, {"FullyExecuting"})
+    first = api.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "first"})["id"]
+    assert wait_snapshot(api, uuid, first)["status"] == "Success"
+    wait_for(lambda: api.get(f"/tasks/{uuid}/stdout").text, lambda _: True, 1, "")
+    time.sleep(6)
+    second = api.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "second"})["id"]
+    wait_for(
+        lambda: api.ok("GET", f"/tasks/{uuid}/snapshot/{second}"),
+        lambda s: s["status"] == "InProgress",
+        20,
+        "capture in progress",
+    )
+    for p in Path("/proc").iterdir():
+        try:
+            cmd = (p / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if uuid.encode() in cmd and b"hpcsnap.agent" in cmd:
+            os.kill(int(p.name), signal.SIGKILL)
+    snap = wait_snapshot(api, uuid, second, timeout=30)
+    assert snap["status"] == "Failure" and snap["error"]
+    assert api.wait(uuid, timeout=30)["state"] == "Failure"
+    d = api.ok("GET", f"/tasks/{uuid}/snapshot/{first}")["directory"]
+    assert api.download("crash", f"{d}a.txt") == b"first\n"
+    second_dir = snap["directory"]
+    assert not [k for k in api.keys("crash") if k.startswith(second_dir)]

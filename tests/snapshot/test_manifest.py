@@ -1,0 +1,136 @@
+"""Manifest entries, serialisation and diff."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+
+import pytest
+
+from hpcsnap.snapshot import Diff, Entry, Manifest, ManifestError, diff
+from hpcsnap.snapshot.manifest import decode_name
+
+
+def file_entry(path: str, digest: str = "0" * 32, size: int = 10, **kw: object) -> Entry:
+    fields: dict[str, object] = {
+        "path": path,
+        "kind": "file",
+        "size": size,
+        "mtime_ns": 1_700_000_000_123_456_789,
+        "ctime_ns": 1_700_000_000_987_654_321,
+        "ino": 42,
+        "mode": 0o100644,
+        "digest": digest,
+    }
+    fields.update(kw)
+    return Entry(**fields)  # type: ignore[arg-type]
+
+
+def link_entry(path: str, target: str, **kw: object) -> Entry:
+    return file_entry(path, digest=None, size=len(target), kind="symlink", target=target, **kw)  # type: ignore[arg-type]
+
+
+def test_decode_name() -> None:
+    assert decode_name("été/U".encode()) == ("été/U", None)
+    assert decode_name(b"caf\xe9") == ("caf\\xe9", b"caf\xe9")
+
+
+def test_entry_is_frozen_and_slotted() -> None:
+    e = file_entry("a")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.size = 3  # type: ignore[misc]
+    assert not hasattr(e, "__dict__")
+    assert e.raw_path == b"a"
+    with pytest.raises(ValueError, match="not a symlink"):
+        _ = e.raw_link
+
+
+def test_round_trip_keeps_everything_in_order() -> None:
+    entries = [
+        file_entry("z/last-name-first", digest="a" * 32),
+        file_entry("caf\\xe9.dat", raw=b"caf\xe9.dat", size=0),
+        file_entry("huge", size=5 * 2**40, ino=2**63 + 5),
+        link_entry("link", "../outside/\\xff", raw_target=b"../outside/\xff"),
+        link_entry("ünïcode", "été"),
+    ]
+    manifest = Manifest(entries)
+    data = manifest.to_bytes()
+    again = Manifest.from_bytes(data)
+    assert list(again.values()) == entries
+    assert list(again) == [e.path for e in entries]
+    assert again["caf\\xe9.dat"].raw_path == b"caf\xe9.dat"
+    assert again["link"].raw_link == b"../outside/\xff"
+    assert again["ünïcode"].raw_link == "été".encode()
+    assert data == manifest.to_bytes(), "serialisation is deterministic"
+
+
+def test_format_is_gzipped_json_lines_with_a_header() -> None:
+    lines = gzip.decompress(Manifest([file_entry("a")]).to_bytes()).decode().splitlines()
+    assert json.loads(lines[0]) == {"format": "hpcsnap-manifest", "version": 1}
+    assert json.loads(lines[1])["path"] == "a"
+    assert len(lines) == 2
+
+
+def test_total_size_counts_file_content_only() -> None:
+    m = Manifest([file_entry("a", size=10), file_entry("b", size=5), link_entry("l", "a")])
+    assert m.total_size == 15
+    assert len(m) == 3
+    assert "l" in m and "x" not in m
+
+
+def test_empty_manifest_round_trip() -> None:
+    assert len(Manifest.from_bytes(Manifest().to_bytes())) == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"not gzip", "not a readable manifest"),
+        (Manifest([file_entry("a")]).to_bytes()[:-10], "not a readable manifest"),
+        (gzip.compress(b'{"format": "other", "version": 1}\n'), "bad header"),
+        (gzip.compress(b'{"format": "hpcsnap-manifest", "version": 99}\n'), "version 99"),
+        (
+            gzip.compress(b'{"format": "hpcsnap-manifest", "version": 1}\n{"path": "a"}\n'),
+            "corrupt",
+        ),
+        (
+            gzip.compress(
+                b'{"format": "hpcsnap-manifest", "version": 1}\n'
+                b'{"path": "a", "kind": "fifo", "size": 0, "mtime_ns": 0, "ctime_ns": 0,'
+                b' "ino": 0, "mode": 0}\n'
+            ),
+            "unknown kind",
+        ),
+    ],
+)
+def test_unreadable_manifests(data: bytes, message: str) -> None:
+    with pytest.raises(ManifestError, match=message):
+        Manifest.from_bytes(data)
+
+
+def test_diff() -> None:
+    old = Manifest(
+        [
+            file_entry("same"),
+            file_entry("touched"),
+            file_entry("content", digest="1" * 32),
+            file_entry("gone"),
+            link_entry("retarget", "a"),
+            file_entry("became-link"),
+        ]
+    )
+    new = Manifest(
+        [
+            file_entry("same"),
+            file_entry("touched", mtime_ns=5, mode=0o100600, ino=7),
+            file_entry("content", digest="2" * 32),
+            link_entry("retarget", "b"),
+            link_entry("became-link", "same"),
+            file_entry("new"),
+        ]
+    )
+    assert diff(old, new) == Diff(
+        added=("new",), removed=("gone",), modified=("content", "retarget", "became-link")
+    )
+    assert diff(new, new) == Diff((), (), ())
