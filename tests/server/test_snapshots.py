@@ -82,11 +82,13 @@ def test_acceptance_periodic_and_labelled_manual(user: Api, server: ServerProces
 
 
 def test_seed_filters_on_a_decomposed_case(user: Api) -> None:
+    user.ok("POST", "/buckets", json={"name": "heat-in"})
+    user.upload("heat-in", "heat.py", HEAT.read_bytes())
     uuid = user.submit(
-        f"cp {HEAT} heat.py && python3 heat.py --np 2 --end-time 0.6 --write-interval 0.1 "
-        "--step-seconds 0.5",
+        "python3 heat.py --np 2 --end-time 0.6 --write-interval 0.1 --step-seconds 0.5",
         snapshotBlacklist=r"processor\d+",
         resultBucket="heat-filters",
+        advancedResourceBuckets=[{"bucketName": "heat-in"}],
     )
     user.wait(uuid, {"FullyExecuting"})
     wait_for(
