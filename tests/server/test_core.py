@@ -45,7 +45,7 @@ def test_runs_unprivileged_in_job_and_cannot_read_server_data(
     db = server.data_dir / "hpcsnap.db"
     uuid = alice.submit(
         f"id -u; pwd; echo $JOB_DIR; cat {db} > stolen 2>/dev/null || echo denied; "
-        f"ls {server.data_dir} 2>/dev/null || echo denied-dir; ps -e | wc -l"
+        f"ls {server.data_dir} 2>/dev/null || echo denied-dir; ps -e | wc -l; nice"
     )
     task = alice.wait(uuid)
     out = alice.get(f"/tasks/{uuid}/stdout").text.split("\n")
@@ -55,6 +55,8 @@ def test_runs_unprivileged_in_job_and_cannot_read_server_data(
     assert out[3] == "denied" and out[4] == "denied-dir"
     # own PID namespace: only the task's processes are visible (header + sh + ps + wc)
     assert int(out[5]) <= 6
+    # snapshot work is niced per thread; the task keeps its normal priority
+    assert out[6] == "0"
 
 
 def test_failure_keeps_exit_code_and_uploads_results(alice: Api) -> None:

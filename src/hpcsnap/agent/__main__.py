@@ -25,7 +25,6 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s agent[%(process)d] %(levelname)s %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    os.nice(5)
     client = AgentClient(args.server, args.task, token)
     try:
         return TaskRunner(client, args.work_dir, args.task).run()

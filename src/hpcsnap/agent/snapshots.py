@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from hpcsnap.agent.client import AgentClient, CredentialRevoked
+from hpcsnap.agent.priority import lower_this_thread
 from hpcsnap.agent.protocol import (
     FileEntry,
     NewSnapshot,
@@ -162,6 +163,7 @@ class Snapshotter:
         return SnapshotRequest.model_validate(data)
 
     def _work(self) -> None:
+        lower_this_thread()
         while True:
             job = self._queue.get()
             if job is None:

@@ -6,11 +6,12 @@ import datetime as dt
 import re
 import uuid as uuidlib
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from hpcsnap.agent.protocol import SnapshotCommit, SnapshotRequest, SnapshotStatus
 from hpcsnap.server import bucketindex as bx
+from hpcsnap.server import notify
 from hpcsnap.server.db import Snapshot, Task
 from hpcsnap.server.db.models import utcnow
 from hpcsnap.server.errors import BadRequest, Conflict
@@ -78,6 +79,8 @@ def create_snapshot(
     )
     session.add(snap)
     session.flush()
+    # Wake the agent's long-poll once this snapshot is visible to it.
+    event.listen(session, "after_commit", lambda _s: notify.wake(task.uuid), once=True)
     return snap
 
 

@@ -7,6 +7,7 @@ is revoked when the task ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Annotated, Any
 
@@ -32,6 +33,7 @@ from hpcsnap.agent.protocol import (
     dump,
 )
 from hpcsnap.server import bucketindex as bx
+from hpcsnap.server import notify
 from hpcsnap.server.api.deps import AnyCaller, Ctx
 from hpcsnap.server.auth import Caller
 from hpcsnap.server.context import ServerContext
@@ -179,14 +181,17 @@ async def events(
     """
     deadline = time.monotonic() + min(max(wait, 0.0), 30.0)
     first = True
-    while True:
-        ev = await run_in_threadpool(_events, ctx, task_uuid, seen=first)
-        first = False
-        if ev.abort or ev.snapshots or ev.periodic.version != version or ev.deleted:
-            return dump(ev)
-        if time.monotonic() >= deadline or await request.is_disconnected():
-            return dump(ev)
-        await asyncio.sleep(0.2)
+    with notify.subscribe(task_uuid) as woken:
+        while True:
+            woken.clear()
+            ev = await run_in_threadpool(_events, ctx, task_uuid, seen=first)
+            first = False
+            if ev.abort or ev.snapshots or ev.periodic.version != version or ev.deleted:
+                return dump(ev)
+            if time.monotonic() >= deadline or await request.is_disconnected():
+                return dump(ev)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), timeout=0.2)
 
 
 @router.post("/results")
