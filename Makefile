@@ -26,15 +26,17 @@ test: install system-deps check
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 check: install
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
 
 system-deps:
 	@bash scripts/system-deps.sh
 
+## Benchmarks against cp, rsync, find and restic (see bench/README.md); BENCH_ARGS to tune.
 bench: install
-	$(BIN)/python -m bench.run
+	bash bench/setup.sh
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -196,7 +196,7 @@ def test_periodic_set_while_running_changed_and_stopped(user: Api) -> None:
 def test_symlinks_and_fifos_in_job(user: Api) -> None:
     uuid = user.submit(
         "ln -s /etc/passwd passwd-link; ln -s /etc etc-link; mkfifo fifo; echo ok > real.txt;"
-        "sleep 30",
+        "echo odd > \"$(printf 'bad\\377name')\"; sleep 30",
         resultBucket="hostile",
     )
     user.wait(uuid, {"FullyExecuting"})
@@ -207,7 +207,9 @@ def test_symlinks_and_fifos_in_job(user: Api) -> None:
     user.ok("POST", f"/tasks/{uuid}/abort")
     user.wait(uuid)
     d = snap["directory"]
-    assert sorted(k[len(d) :] for k in user.keys("hostile") if k.startswith(d)) == ["real.txt"]
+    captured = sorted(k[len(d) :] for k in user.keys("hostile") if k.startswith(d))
+    # a name that is not UTF-8 is kept, its odd byte escaped in the key
+    assert captured == ["bad\\xffname", "real.txt"]
     passwd = Path("/etc/passwd").read_bytes()
     for key in user.keys("hostile"):
         assert user.download("hostile", key) != passwd
@@ -248,3 +250,42 @@ def test_killed_mid_snapshot_is_failure_and_earlier_ones_intact(
     assert api.download("crash", f"{d}a.txt") == b"first\n"
     second_dir = snap["directory"]
     assert not [k for k in api.keys("crash") if k.startswith(second_dir)]
+
+
+def test_limits_and_minimum_interval(tmp_path: Path) -> None:
+    srv = ServerProcess(
+        tmp_path / "limits",
+        HPCSNAP_SNAPSHOT_SOFT_LIMIT="4000",
+        HPCSNAP_SNAPSHOT_HARD_LIMIT="100000",
+        HPCSNAP_MIN_SNAPSHOT_INTERVAL="3",
+    )
+    srv.start()
+    try:
+        api = srv.user("limits")
+        resp = api.post(
+            "/tasks",
+            json={
+                "name": "x",
+                "snapshotInterval": 2,
+                "constants": [{"key": "DOCKER_CMD", "value": "ls"}],
+            },
+        )
+        assert resp.status_code == 400 and "minimum of 3 s" in resp.json()["message"]
+        uuid = api.submit(
+            "head -c 5000 /dev/urandom > a.bin; hpcsnap job snapshot --label soft;"
+            "head -c 200000 /dev/urandom > b.bin; hpcsnap job snapshot --label hard;"
+            "rm b.bin; hpcsnap job snapshot --label after; echo alive"
+        )
+        task = api.wait(uuid)
+        assert task["state"] == "Success", task
+        assert api.get(f"/tasks/{uuid}/stdout").text.endswith("alive\n")
+        snaps = {s["label"]: s for s in api.ok("GET", f"/tasks/{uuid}/snapshots")}
+        assert snaps["soft"]["status"] == "Success"
+        assert any("soft limit" in w for w in snaps["soft"]["warnings"])
+        assert snaps["hard"]["status"] == "Failure"
+        assert "limit" in snaps["hard"]["error"]
+        assert snaps["after"]["status"] == "Success"
+        d = snaps["after"]["directory"]
+        assert [k[len(d) :] for k in api.keys(task["resultBucket"]) if k.startswith(d)] == ["a.bin"]
+    finally:
+        srv.cleanup()

@@ -130,25 +130,34 @@ class Snapshotter:
 
     def _tick(self) -> None:
         while not self._stop.wait(0.1):
-            with self._cfg:
-                due = self._next_tick
-                if due is None or self.clock() < due:
-                    continue
-                self._next_tick = due + self._periodic.interval
-                if self._next_tick < self.clock():
-                    self._next_tick = self.clock() + self._periodic.interval
-            if self._busy.locked() or not self._queue.empty():
-                self.skipped_ticks += 1
-                log.info("periodic tick skipped: a snapshot is still running")
-                continue
             try:
-                request = self.open_snapshot("periodic")
+                self.tick()
             except CredentialRevoked:
                 return
-            except Exception as exc:
-                log.warning("could not open a periodic snapshot: %s", exc)
-                continue
-            self.submit(request)
+
+    def tick(self) -> str:
+        """One look at the periodic schedule: ``idle`` (not due), ``skipped`` (due while a
+        capture runs or waits: snapshots never overlap), ``opened`` or ``error``."""
+        with self._cfg:
+            due = self._next_tick
+            if due is None or self.clock() < due:
+                return "idle"
+            self._next_tick = due + self._periodic.interval
+            if self._next_tick < self.clock():
+                self._next_tick = self.clock() + self._periodic.interval
+        if self._busy.locked() or not self._queue.empty():
+            self.skipped_ticks += 1
+            log.info("periodic tick skipped: a snapshot is still running")
+            return "skipped"
+        try:
+            request = self.open_snapshot("periodic")
+        except CredentialRevoked:
+            raise
+        except Exception as exc:
+            log.warning("could not open a periodic snapshot: %s", exc)
+            return "error"
+        self.submit(request)
+        return "opened"
 
     def open_snapshot(
         self, kind: Literal["periodic", "final", "job"], label: str | None = None

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""P4's job: a fixed amount of CPU work on every core, while the job also rewrites a share of
+its 1 GiB working tree every few seconds (as a solver writing fields). Prints its wall time."""
+
+import argparse
+import multiprocessing
+import os
+import random
+import time
+
+
+def work(n):
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
+
+
+def write_tree(root, total, files, rng):
+    paths = []
+    per = total // files
+    for i in range(files):
+        d = os.path.join(root, f"t{i % 97}")
+        os.makedirs(d, exist_ok=True)
+        p = os.path.join(d, f"f{i}.dat")
+        with open(p, "wb") as f:
+            f.write(rng.randbytes(per))
+        paths.append(p)
+    return paths
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tree-mib", type=int, default=1024)
+    parser.add_argument("--files", type=int, default=10000)
+    parser.add_argument("--work", type=int, default=60_000_000)
+    parser.add_argument("--churn", type=float, default=0.05)
+    parser.add_argument("--churn-every", type=float, default=5.0)
+    args = parser.parse_args()
+    rng = random.Random(3)
+    paths = write_tree("tree", args.tree_mib << 20, args.files, rng)
+    os.sync()
+    cores = os.cpu_count() or 1
+    start = time.perf_counter()
+    with multiprocessing.Pool(cores) as pool:
+        result = pool.map_async(work, [args.work // cores] * cores)
+        while not result.ready():
+            result.wait(args.churn_every)
+            if not result.ready():
+                for p in rng.sample(paths, int(len(paths) * args.churn)):
+                    with open(p, "r+b") as f:
+                        f.write(rng.randbytes(4096))
+        result.get()
+    print(f"elapsed {time.perf_counter() - start:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""P4, P5, P8: through a real server, real agents and real tasks."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from pathlib import Path
+
+from tests.support import Api, ServerProcess, wait_for
+
+from bench.engine import Row
+from bench.timing import Sample
+
+HERE = Path(__file__).parent
+
+
+def _agent_pids(uuid: str) -> list[int]:
+    pids = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if uuid.encode() in cmd and b"hpcsnap.agent" in cmd:
+            pids.append(int(p.name))
+    return pids
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    m = re.search(r"VmHWM:\s+(\d+) kB", text)
+    return int(m.group(1)) if m else 0
+
+
+def _elapsed(api: Api, uuid: str) -> float:
+    task = api.wait(uuid, timeout=3600)
+    assert task["state"] == "Success", task
+    out = api.get(f"/tasks/{uuid}/stdout").text
+    return float(out.rsplit("elapsed ", 1)[1].split()[0])
+
+
+def p4_job_slowdown(server: ServerProcess, api: Api, runs: int, tree_mib: int, work: int) -> Row:
+    api.ok("POST", "/buckets", json={"name": "bench-job"})
+    api.upload("bench-job", "cpujob.py", (HERE / "cpujob.py").read_bytes())
+    cmd = f"python3 cpujob.py --tree-mib {tree_mib} --work {work}"
+    plain, snapped = [], []
+    snaps = 0
+    for _ in range(runs):
+        for interval, out in ((0, plain), (5, snapped)):
+            uuid = api.submit(
+                cmd,
+                advancedResourceBuckets=[{"bucketName": "bench-job"}],
+                snapshotInterval=interval,
+                snapshotBlacklist=None,
+            )
+            out.append(_elapsed(api, uuid))
+            if interval:
+                snaps += sum(
+                    s["status"] == "Success" for s in api.ok("GET", f"/tasks/{uuid}/snapshots")
+                )
+    a = Sample(statistics.median(snapped), min(snapped), max(snapped), len(snapped))
+    b = Sample(statistics.median(plain), min(plain), max(plain), len(plain))
+    r = a.median / b.median
+    return Row(
+        "P4",
+        f"CPU-bound job on all cores, {tree_mib} MiB tree, 5 % churn: snapshots "
+        f"every 5 s ({snaps / runs:.0f} per run) vs none",
+        str(a),
+        str(b),
+        r,
+        "≤ 1.05×",
+        r <= 1.05,
+    )
+
+
+def p5_manual_latency(api: Api, runs: int) -> Row:
+    cmd = (
+        "mkdir -p d; for i in $(seq 1 100); do head -c 100000 /dev/urandom > d/f$i; done; "
+        "echo ready; sleep 600"
+    )
+    uuid = api.submit(cmd)
+    wait_for(lambda: api.get(f"/tasks/{uuid}/stdout").text, lambda t: "ready" in t, 120, "files")
+    times = []
+    for i in range(runs):
+        start = time.perf_counter()
+        sid = api.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": f"p5-{i}"})["id"]
+        delay = 0.01
+        while True:
+            snap = api.ok("GET", f"/tasks/{uuid}/snapshot/{sid}")
+            if snap["status"] in ("Success", "Failure"):
+                break
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.1)
+        assert snap["status"] == "Success", snap
+        times.append(time.perf_counter() - start)
+    api.ok("POST", f"/tasks/{uuid}/abort")
+    s = Sample(statistics.median(times), min(times), max(times), len(times))
+    return Row(
+        "P5",
+        "manual snapshot of 100 files / 10 MB: POST → Success seen by the client",
+        str(s),
+        "-",
+        None,
+        "median ≤ 0.3 s",
+        s.median <= 0.3,
+    )
+
+
+def p8_agent_memory(api: Api, files: int) -> Row:
+    cmd = (
+        "python3 -c 'import os\n"
+        f"for i in range({files}):\n"
+        '    d = "d%d/e%d" % (i % 100, i % 1000)\n'
+        "    os.makedirs(d, exist_ok=True)\n"
+        '    open("%s/f%d" % (d, i), "w").write(str(i))\n\''
+        " && hpcsnap job snapshot --label big && sleep 3"
+    )
+    uuid = api.submit(cmd)
+    peak = 0
+    snap_seen = False
+    while True:
+        task = api.task(uuid)
+        for pid in _agent_pids(uuid):
+            peak = max(peak, _vm_hwm_kib(pid))
+        if task["state"] in ("Success", "Failure", "Cancelled"):
+            break
+        time.sleep(0.2)
+    snaps = api.ok("GET", f"/tasks/{uuid}/snapshots")
+    snap_seen = any(s["label"] == "big" and s["status"] == "Success" for s in snaps)
+    files_total = snaps[0]["filesTotal"] if snaps else 0
+    mib = peak / 1024
+    return Row(
+        "P8",
+        f"agent peak RSS (VmHWM) snapshotting {files_total:,} files",
+        f"{mib:.0f} MiB",
+        "-",
+        None,
+        "≤ 150 MiB",
+        snap_seen and mib <= 150,
+    )

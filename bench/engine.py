@@ -1,0 +1,247 @@
+"""P1–P3: the snapshot engine (what the agent runs) against cp, rsync and find, same run."""
+
+from __future__ import annotations
+
+import io
+import random
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.timing import Sample, measure, run
+from bench.tree import GiB, TreeSpec, churn, du, make_tree
+from hpcsnap.blobstore import ContentStore, LocalBackend
+from hpcsnap.snapshot.capture import CaptureResult, capture
+from hpcsnap.snapshot.filters import PathFilter
+from hpcsnap.snapshot.manifest import Manifest
+
+
+def snapshot(src: Path, store: ContentStore, parent: Manifest | None) -> CaptureResult:
+    """What the agent does for one snapshot, minus HTTP: capture, then store its manifest."""
+    result = capture(src, store, path_filter=PathFilter(), parent=parent)
+    store.put_stream(io.BytesIO(result.manifest.to_bytes()))
+    store.flush()
+    return result
+
+
+@dataclass
+class Row:
+    id: str
+    measure: str
+    ours: str
+    theirs: str
+    ratio: float | None
+    target: str
+    ok: bool | None
+
+
+def ratio(a: Sample, b: Sample) -> float:
+    return a.median / b.median if b.median else float("inf")
+
+
+def p1_first_snapshot(work: Path, spec: TreeSpec, runs: int, cold: bool) -> list[Row]:
+    src = work / "p1-src"
+    make_tree(src, spec)
+    dst, store_dir = work / "p1-cp", work / "p1-store"
+
+    def clean() -> None:
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.rmtree(store_dir, ignore_errors=True)
+
+    cp = measure(lambda: run(["cp", "-a", str(src), str(dst)]), runs=runs, cold=cold, before=clean)
+    cp_sync = measure(
+        lambda: (run(["cp", "-a", str(src), str(dst)]), run(["sync"])),
+        runs=runs,
+        cold=cold,
+        before=clean,
+    )
+    ours = measure(
+        lambda: snapshot(src, ContentStore(LocalBackend(store_dir), "u1"), None),
+        runs=runs,
+        cold=cold,
+        before=clean,
+    )
+    clean()
+    shutil.rmtree(src)
+    mode = "cold" if cold else "warm"
+    size = f"{spec.total_bytes / GiB:.1f} GiB / {spec.files:,} files"
+    return [
+        Row(
+            "P1",
+            f"first snapshot, {size}, {mode} (incl. syncfs) vs `cp -a`",
+            str(ours),
+            str(cp),
+            ratio(ours, cp),
+            "≤ 1.1× cp",
+            ratio(ours, cp) <= 1.1,
+        ),
+        Row(
+            "P1s",
+            f"same vs `cp -a; sync` (both durable), {mode}",
+            str(ours),
+            str(cp_sync),
+            ratio(ours, cp_sync),
+            "(info)",
+            None,
+        ),
+    ]
+
+
+def p2_unchanged(work: Path, spec: TreeSpec, runs: int, cold: bool) -> list[Row]:
+    src, prev, new = work / "p2-src", work / "p2-prev", work / "p2-new"
+    make_tree(src, spec)
+    run(["cp", "-a", str(src), str(prev)])
+    store = ContentStore(LocalBackend(work / "p2-store"), "u1")
+    parent = snapshot(src, store, None).manifest
+    rows: list[Row] = []
+    mode = "cold" if cold else "warm"
+    ours = measure(lambda: snapshot(src, store, parent), runs=runs, cold=cold)
+    find = measure(
+        lambda: subprocess.run(
+            ["find", str(src), "-printf", "%s %T@\n"], check=True, stdout=subprocess.DEVNULL
+        ),
+        runs=runs,
+        cold=cold,
+    )
+    if shutil.which("rsync"):
+        rsync = measure(
+            lambda: run(["rsync", "-a", f"--link-dest={prev}", f"{src}/", f"{new}/"]),
+            runs=runs,
+            cold=cold,
+            before=lambda: shutil.rmtree(new, ignore_errors=True),
+        )
+        rows.append(
+            Row(
+                "P2",
+                f"unchanged snapshot ({spec.files:,} files, {mode}) vs `rsync -a --link-dest`",
+                str(ours),
+                str(rsync),
+                ratio(ours, rsync),
+                "≤ 0.25× rsync",
+                ratio(ours, rsync) <= 0.25,
+            )
+        )
+    else:
+        rows.append(
+            Row(
+                "P2",
+                "vs rsync: rsync not installed (bench/setup.sh installs it)",
+                str(ours),
+                "-",
+                None,
+                "≤ 0.25× rsync",
+                None,
+            )
+        )
+    rows.append(
+        Row(
+            "P2f",
+            f"unchanged snapshot vs bare `find -printf` walk, {mode}",
+            str(ours),
+            str(find),
+            ratio(ours, find),
+            "≤ 2× find",
+            ratio(ours, find) <= 2,
+        )
+    )
+    for p in (src, prev, new, work / "p2-store"):
+        shutil.rmtree(p, ignore_errors=True)
+    return rows
+
+
+def p3_storage(work: Path, spec: TreeSpec, snapshots: int, churn_fraction: float) -> list[Row]:
+    src = work / "p3-src"
+    paths = make_tree(src, spec)
+    store_dir = work / "p3-store"
+    store = ContentStore(LocalBackend(store_dir), "u1")
+    rng = random.Random(7)
+    parent = None
+    for i in range(snapshots):
+        if i:
+            churn(paths, churn_fraction, rng)
+        parent = snapshot(src, store, parent).manifest
+    stored = du(store_dir)
+    full = du(src) * snapshots
+    shutil.rmtree(src)
+    shutil.rmtree(store_dir)
+    limit = 1.25 * spec.total_bytes
+    return [
+        Row(
+            "P3",
+            f"bytes on disk, {snapshots} snapshots of {spec.total_bytes / GiB:.2f} GiB, "
+            f"{churn_fraction:.0%} of files changing",
+            f"{stored / GiB:.3f} GiB",
+            f"{full / GiB:.2f} GiB (full copies)",
+            stored / full,
+            f"≤ {limit / GiB:.2f} GiB",
+            stored <= limit,
+        )
+    ]
+
+
+def restic_rows(work: Path, spec: TreeSpec, runs: int) -> list[Row]:
+    """restic backup of the same tree: first and unchanged runs (information only)."""
+    if not shutil.which("restic"):
+        return [
+            Row(
+                "R",
+                "restic: not installed (bench/setup.sh installs it)",
+                "-",
+                "-",
+                None,
+                "(info)",
+                None,
+            )
+        ]
+    src, repo = work / "r-src", work / "r-repo"
+    make_tree(src, spec)
+    env = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(repo), "PATH": "/usr/bin:/bin"}
+
+    def restic(*args: str) -> None:
+        subprocess.run(
+            ["restic", *args],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def fresh_repo() -> None:
+        shutil.rmtree(repo, ignore_errors=True)
+        restic("init")
+
+    store_dir = work / "r-store"
+    first = measure(lambda: restic("backup", str(src)), runs=runs, before=fresh_repo)
+    ours_first = measure(
+        lambda: snapshot(src, ContentStore(LocalBackend(store_dir), "u1"), None),
+        runs=runs,
+        before=lambda: shutil.rmtree(store_dir, ignore_errors=True),
+    )
+    again = measure(lambda: restic("backup", str(src)), runs=runs)
+    store = ContentStore(LocalBackend(store_dir), "u1")
+    parent = snapshot(src, store, None).manifest
+    ours_again = measure(lambda: snapshot(src, store, parent), runs=runs)
+    shutil.rmtree(src)
+    shutil.rmtree(repo, ignore_errors=True)
+    shutil.rmtree(store_dir, ignore_errors=True)
+    return [
+        Row(
+            "R1",
+            "first backup vs `restic backup` (warm)",
+            str(ours_first),
+            str(first),
+            ratio(ours_first, first),
+            "(info)",
+            None,
+        ),
+        Row(
+            "R2",
+            "unchanged backup vs `restic backup` (warm)",
+            str(ours_again),
+            str(again),
+            ratio(ours_again, again),
+            "(info)",
+            None,
+        ),
+    ]

@@ -1,0 +1,85 @@
+"""The periodic schedule of the agent's snapshot worker (fake clock, fake server seam)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hpcsnap.agent.protocol import PeriodicConfig
+from hpcsnap.agent.snapshots import Snapshotter
+from hpcsnap.blobstore import ContentStore, LocalBackend
+from hpcsnap.snapshot.manifest import Manifest
+
+
+class FakeServer:
+    """Stands in for AgentClient: opens snapshot records, remembers every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def call(self, method: str, path: str, body: Any = None, **_: Any) -> Any:
+        self.calls.append((method, path))
+        n = len(self.calls)
+        return {"id": f"s{n}", "kind": "periodic", "directory": f"snapshots/{n}/"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(tmp_path: Path, interval: int) -> tuple[Snapshotter, FakeServer, Clock]:
+    server, clock = FakeServer(), Clock()
+    snap = Snapshotter(
+        server,  # type: ignore[arg-type]
+        ContentStore(LocalBackend(tmp_path / "blobs"), "u1"),
+        tmp_path,
+        baseline=Manifest(),
+        include_unchanged_inputs=False,
+        periodic=PeriodicConfig(interval=interval, version=1),
+        soft_limit=None,
+        hard_limit=None,
+        clock=clock,
+    )
+    return snap, server, clock
+
+
+def test_ticks_follow_the_interval(tmp_path: Path) -> None:
+    snap, server, clock = make(tmp_path, 10)
+    assert snap.tick() == "idle"
+    clock.now += 9.9
+    assert snap.tick() == "idle"
+    clock.now += 0.2
+    assert snap.tick() == "opened"
+    assert snap.tick() == "idle"  # next one is due 10 s later
+    clock.now += 10
+    assert snap.tick() == "skipped"  # the first is still waiting (no worker runs here)
+    assert server.calls == [("POST", "/snapshots")]
+
+
+def test_a_tick_during_a_capture_is_skipped_and_counted(tmp_path: Path) -> None:
+    snap, server, clock = make(tmp_path, 5)
+    with snap._busy:  # a capture is running
+        for _ in range(3):
+            clock.now += 5
+            assert snap.tick() == "skipped"
+    assert snap.skipped_ticks == 3
+    assert server.calls == []
+    clock.now += 5
+    assert snap.tick() == "opened"
+
+
+def test_interval_changes_and_zero_stops(tmp_path: Path) -> None:
+    snap, server, clock = make(tmp_path, 0)
+    clock.now += 3600
+    assert snap.tick() == "idle"
+    snap.configure(PeriodicConfig(interval=2, version=2))
+    clock.now += 2
+    assert snap.tick() == "opened"
+    snap.configure(PeriodicConfig(interval=0, version=3))
+    clock.now += 100
+    assert snap.tick() == "idle"
+    assert len(server.calls) == 1
