@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import random
 import shutil
 import subprocess
@@ -11,16 +10,19 @@ from pathlib import Path
 
 from bench.timing import Sample, measure, run
 from bench.tree import GiB, TreeSpec, churn, du, make_tree
+from hpcsnap.agent.snapshots import ManifestStore
 from hpcsnap.blobstore import ContentStore, LocalBackend
 from hpcsnap.snapshot.capture import CaptureResult, capture
 from hpcsnap.snapshot.filters import PathFilter
 from hpcsnap.snapshot.manifest import Manifest
 
 
-def snapshot(src: Path, store: ContentStore, parent: Manifest | None) -> CaptureResult:
-    """What the agent does for one snapshot, minus HTTP: capture, then store its manifest."""
+def snapshot(
+    src: Path, store: ContentStore, parent: Manifest | None, manifests: ManifestStore | None = None
+) -> CaptureResult:
+    """What the agent does for one snapshot, minus HTTP: capture, store its manifest, flush."""
     result = capture(src, store, path_filter=PathFilter(), parent=parent)
-    store.put_stream(io.BytesIO(result.manifest.to_bytes()))
+    (manifests or ManifestStore(store)).save(result.manifest)
     store.flush()
     return result
 
@@ -93,10 +95,11 @@ def p2_unchanged(work: Path, spec: TreeSpec, runs: int, cold: bool) -> list[Row]
     make_tree(src, spec)
     run(["cp", "-a", str(src), str(prev)])
     store = ContentStore(LocalBackend(work / "p2-store"), "u1")
-    parent = snapshot(src, store, None).manifest
+    manifests = ManifestStore(store)
+    parent = snapshot(src, store, None, manifests).manifest
     rows: list[Row] = []
     mode = "cold" if cold else "warm"
-    ours = measure(lambda: snapshot(src, store, parent), runs=runs, cold=cold)
+    ours = measure(lambda: snapshot(src, store, parent, manifests), runs=runs, cold=cold)
     find = measure(
         lambda: subprocess.run(
             ["find", str(src), "-printf", "%s %T@\n"], check=True, stdout=subprocess.DEVNULL
@@ -155,12 +158,13 @@ def p3_storage(work: Path, spec: TreeSpec, snapshots: int, churn_fraction: float
     paths = make_tree(src, spec)
     store_dir = work / "p3-store"
     store = ContentStore(LocalBackend(store_dir), "u1")
+    manifests = ManifestStore(store)
     rng = random.Random(7)
     parent = None
     for i in range(snapshots):
         if i:
             churn(paths, churn_fraction, rng)
-        parent = snapshot(src, store, parent).manifest
+        parent = snapshot(src, store, parent, manifests).manifest
     stored = du(store_dir)
     full = du(src) * snapshots
     shutil.rmtree(src)
@@ -220,8 +224,9 @@ def restic_rows(work: Path, spec: TreeSpec, runs: int) -> list[Row]:
     )
     again = measure(lambda: restic("backup", str(src)), runs=runs)
     store = ContentStore(LocalBackend(store_dir), "u1")
-    parent = snapshot(src, store, None).manifest
-    ours_again = measure(lambda: snapshot(src, store, parent), runs=runs)
+    manifests = ManifestStore(store)
+    parent = snapshot(src, store, None, manifests).manifest
+    ours_again = measure(lambda: snapshot(src, store, parent, manifests), runs=runs)
     shutil.rmtree(src)
     shutil.rmtree(repo, ignore_errors=True)
     shutil.rmtree(store_dir, ignore_errors=True)

@@ -105,7 +105,33 @@ class ChangingFile:
         return io.BytesIO(data)
 
 
-def test_content_changed_between_passes_stores_nothing(store: ContentStore) -> None:
+class Unstaged:
+    """A backend without the staging capability (as S3): the content store reads twice."""
+
+    def __init__(self, backend: LocalBackend) -> None:
+        self._backend = backend
+
+    def __getattr__(self, name: str) -> object:
+        if name == "stage":
+            raise AttributeError(name)
+        return getattr(self._backend, name)
+
+
+@pytest.fixture
+def two_pass(tmp_path: Path) -> ContentStore:
+    return ContentStore(Unstaged(LocalBackend(tmp_path / "store2")), "user-1")  # type: ignore[arg-type]
+
+
+def test_one_read_on_a_staging_backend(store: ContentStore) -> None:
+    opener = ChangingFile(b"step 1 results", b"step 2 results, longer")
+    stored = store.put_file("job/log", opener=opener)
+    assert opener.opened == 1
+    assert stored == Stored(xxh(b"step 1 results"), 14, True)
+    assert [stored.digest] == list(store.digests())
+
+
+def test_content_changed_between_passes_stores_nothing(two_pass: ContentStore) -> None:
+    store = two_pass
     opener = ChangingFile(b"step 1 results", b"step 2 results, longer")
     with pytest.raises(ContentChanged):
         store.put_file("job/log", opener=opener)
@@ -114,7 +140,8 @@ def test_content_changed_between_passes_stores_nothing(store: ContentStore) -> N
     assert list(store.digests()) == []
 
 
-def test_same_size_change_is_detected(store: ContentStore) -> None:
+def test_same_size_change_is_detected(two_pass: ContentStore) -> None:
+    store = two_pass
     with pytest.raises(ContentChanged):
         store.put_file("f", opener=ChangingFile(b"aaaa", b"abaa"))
     assert list(store.backend.list()) == []

@@ -89,7 +89,7 @@ def test_first_capture_stores_every_output(job: Path, store: ContentStore) -> No
     total = sum(map(len, CASE.values()))
     assert (result.files_total, result.files_read, result.files_reused) == (5, 5, 0)
     assert result.bytes_total == result.size_to_upload == result.bytes_stored == total
-    assert result.bytes_read == 2 * total, "hash pass + upload pass"
+    assert result.bytes_read == total, "one read: hashed while stored"
     assert result.warnings == result.unstable == ()
 
 
@@ -248,11 +248,11 @@ def test_progress_and_bandwidth_cap(job: Path, store: ContentStore) -> None:
         store,
         path_filter=NO_FILTER,
         progress=lambda p: reports.append((time.monotonic(), p)),
-        max_bytes_per_sec=3_000_000,
+        max_bytes_per_sec=1_500_000,
     )
     elapsed = time.monotonic() - start
-    assert result.bytes_read == 1_800_000
-    assert elapsed >= 0.5, "1.8 MB read at 3 MB/s takes at least 0.6 s"
+    assert result.bytes_read == 900_000
+    assert elapsed >= 0.4, "0.9 MB read at 1.5 MB/s takes about 0.6 s"
     progress = [p for _, p in reports]
     assert progress[0] == Progress(900_000, 0, 0, 3)
     assert progress[-1] == Progress(900_000, 900_000, 3, 3)

@@ -65,10 +65,12 @@ def test_round_trip_keeps_everything_in_order() -> None:
     assert data == manifest.to_bytes(), "serialisation is deterministic"
 
 
-def test_format_is_gzipped_json_lines_with_a_header() -> None:
+def test_format_is_gzipped_json_header_then_rows() -> None:
     lines = gzip.decompress(Manifest([file_entry("a")]).to_bytes()).decode().splitlines()
-    assert json.loads(lines[0]) == {"format": "hpcsnap-manifest", "version": 1}
-    assert json.loads(lines[1])["path"] == "a"
+    header = json.loads(lines[0])
+    assert header["format"] == "hpcsnap-manifest" and header["version"] == 2
+    rows = json.loads(lines[1])
+    assert dict(zip(header["row"], rows[0], strict=True))["path"] == "a"
     assert len(lines) == 2
 
 
@@ -91,14 +93,17 @@ def test_empty_manifest_round_trip() -> None:
         (gzip.compress(b'{"format": "other", "version": 1}\n'), "bad header"),
         (gzip.compress(b'{"format": "hpcsnap-manifest", "version": 99}\n'), "version 99"),
         (
-            gzip.compress(b'{"format": "hpcsnap-manifest", "version": 1}\n{"path": "a"}\n'),
+            gzip.compress(b'{"format": "hpcsnap-manifest", "version": 2}\n{"path": "a"}\n'),
+            "corrupt",
+        ),
+        (
+            gzip.compress(b'{"format": "hpcsnap-manifest", "version": 2}\n[["a", "file"]]\n'),
             "corrupt",
         ),
         (
             gzip.compress(
-                b'{"format": "hpcsnap-manifest", "version": 1}\n'
-                b'{"path": "a", "kind": "fifo", "size": 0, "mtime_ns": 0, "ctime_ns": 0,'
-                b' "ino": 0, "mode": 0}\n'
+                b'{"format": "hpcsnap-manifest", "version": 2}\n'
+                b'[["a", "fifo", 0, 0, 0, 0, 0, null, null, null, null]]\n'
             ),
             "unknown kind",
         ),

@@ -37,6 +37,22 @@ from hpcsnap.snapshot.manifest import Entry, Manifest
 log = logging.getLogger(__name__)
 
 
+class ManifestStore:
+    """Stores manifests as blobs; a manifest equal to the previous one reuses its blob, so an
+    unchanged snapshot is not even re-encoded."""
+
+    def __init__(self, store: ContentStore) -> None:
+        self.store = store
+        self._last: tuple[Manifest, str] | None = None
+
+    def save(self, manifest: Manifest) -> str:
+        if self._last is not None and self._last[0] == manifest:
+            return self._last[1]
+        digest = self.store.put_stream(io.BytesIO(manifest.to_bytes())).digest
+        self._last = (manifest, digest)
+        return digest
+
+
 @dataclass
 class Job:
     request: SnapshotRequest
@@ -77,6 +93,7 @@ class Snapshotter:
         self.hard_limit = hard_limit
         self.clock = clock
         self.known: dict[str, Entry] = {}
+        self.manifests = ManifestStore(store)
         self.last_id: str | None = None
         self.skipped_ticks = 0
         self._periodic = periodic
@@ -241,11 +258,11 @@ class Snapshotter:
             log.warning("progress of snapshot %s not reported: %s", snap_id, exc)
 
     def commit(self, req: SnapshotRequest, result: CaptureResult, started: float) -> None:
-        manifest_blob = self.store.put_stream(io.BytesIO(result.manifest.to_bytes()))
+        manifest_digest = self.manifests.save(result.manifest)
         self.store.flush()
         body = SnapshotCommit(
             files=file_entries(result.manifest),
-            manifest_digest=manifest_blob.digest,
+            manifest_digest=manifest_digest,
             parent_id=self.last_id,
             warnings=list(result.warnings),
             size_to_upload=result.bytes_read,

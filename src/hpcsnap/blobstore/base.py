@@ -13,6 +13,11 @@ Contract (checked by ``tests/blobstore/test_conformance.py`` against every backe
 - ``flush()`` makes every object put so far durable (survives a power loss); ``put`` alone need
   not be durable, so that a snapshot of many files pays for one flush, not one fsync per file.
 
+Errors: ``BlobError`` is the base of every error a backend raises on purpose; ``BlobNotFound``
+(also a ``KeyError``) for an absent key; ``ContentChanged`` when a source changed while it was
+stored; ``TransientBlobError`` when a retry may succeed. Other exceptions (``OSError``, the
+source's own errors) propagate unchanged.
+
 Keys are ``/``-separated, relative, without ``.``/``..`` segments, empty segments or NUL.
 """
 
@@ -34,6 +39,11 @@ class ContentChanged(BlobError):
     """A file's content changed while it was being stored (its hash no longer matches)."""
 
 
+class TransientBlobError(BlobError):
+    """The store failed in a way that may pass if the operation is retried (network error,
+    time-out, throttling, server error); see :class:`~hpcsnap.blobstore.retry.RetryingBackend`."""
+
+
 def check_key(key: str) -> str:
     """Return ``key`` if it is a valid backend key, else raise ``ValueError`` saying why."""
     if not key or key.startswith("/") or "\x00" in key:
@@ -41,6 +51,24 @@ def check_key(key: str) -> str:
     if any(part in ("", ".", "..") for part in key.split("/")):
         raise ValueError(f"invalid blob key {key!r}: empty, '.' or '..' segment")
     return key
+
+
+class Staged(Protocol):
+    """Content written by :meth:`Staging.stage`, not visible under any key yet."""
+
+    def commit(self, key: str) -> None:
+        """Publish the content under ``key`` (atomically, as ``put``)."""
+        ...
+
+    def discard(self) -> None: ...
+
+
+@runtime_checkable
+class Staging(Protocol):
+    """Optional: backends that can store content before knowing its key (a local directory
+    can, S3 cannot cheaply). The content store then reads a new file once instead of twice."""
+
+    def stage(self, src: BinaryIO) -> Staged: ...
 
 
 @runtime_checkable

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 
 import xxhash
 
-from hpcsnap.blobstore.base import Backend, ContentChanged
+from hpcsnap.blobstore.base import Backend, ContentChanged, Staging
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -136,13 +136,17 @@ class ContentStore:
     ) -> Stored:
         """Store the file at ``path`` unless its content is already stored.
 
-        A first pass hashes the file (skipped when ``digest`` is given); when the content is
+        On a backend that can stage content (a local directory), the file is read once:
+        hashed while a temporary copy is written, which is then named by its hash. Otherwise a
+        first pass hashes the file (skipped when ``digest`` is given); when the content is
         new, a second pass uploads it while re-hashing, and raises ``ContentChanged`` at the
         end if the bytes differ from ``digest``, so nothing is stored under a wrong key.
         ``opener`` (default: plain ``open``) opens ``path``, as bytes, for each pass.
         """
         open_ = opener or _open_file
         raw = os.fsencode(path)
+        if digest is None and isinstance(self.backend, Staging):
+            return self._put_staged(raw, open_)
         if digest is None:
             with open_(raw) as src:
                 digest, _ = _hash_stream(src)
@@ -164,6 +168,32 @@ class ContentStore:
 
         with open_(raw) as src:
             self.backend.put(key, tap(src, on_data, on_eof))
+        return Stored(digest, size, written=True)
+
+    def _put_staged(self, raw: bytes, open_: Opener) -> Stored:
+        """One read: hash while the backend writes a temporary copy, then name it by the
+        hash (or drop it if that content is already stored)."""
+        assert isinstance(self.backend, Staging)
+        hasher = xxhash.xxh3_128()
+        size = 0
+
+        def on_data(chunk: bytes) -> None:
+            nonlocal size
+            hasher.update(chunk)
+            size += len(chunk)
+
+        with open_(raw) as src:
+            staged = self.backend.stage(tap(src, on_data))
+        digest = hasher.hexdigest()
+        try:
+            key = self.key(digest)
+            if self.backend.stat(key) is not None:
+                staged.discard()
+                return Stored(digest, size, written=False)
+            staged.commit(key)
+        except BaseException:
+            staged.discard()
+            raise
         return Stored(digest, size, written=True)
 
     def put_stream(self, src: BinaryIO, *, tmpdir: Path | None = None) -> Stored:

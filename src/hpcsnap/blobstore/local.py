@@ -36,6 +36,33 @@ def _load_syncfs() -> Callable[[int], int] | None:
 _SYNCFS = _load_syncfs()
 
 
+class _Staged:
+    """A temporary file waiting for its key."""
+
+    def __init__(self, backend: LocalBackend, tmp: str) -> None:
+        self._backend = backend
+        self._tmp = tmp
+
+    def commit(self, key: str) -> None:
+        self.commit_path(self._backend._path(key))
+
+    def commit_path(self, path: Path) -> None:
+        try:
+            try:
+                os.replace(self._tmp, path)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self._tmp, path)
+        except BaseException:
+            self.discard()
+            raise
+        self._backend._dirty = True
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+
+
 class LocalBackend:
     """Objects stored as files under ``root`` (created with mode 0700)."""
 
@@ -54,20 +81,21 @@ class LocalBackend:
 
     def put(self, key: str, src: BinaryIO) -> None:
         path = self._path(key)
+        staged = self.stage(src)
+        staged.commit_path(path)
+
+    def stage(self, src: BinaryIO) -> _Staged:
+        """Write ``src`` to a temporary file now, name it later (see ``Staging``): lets the
+        content store hash and store a file in one read."""
         fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="put-")
         try:
             with os.fdopen(fd, "wb") as out:
                 shutil.copyfileobj(src, out, _CHUNK)
-            try:
-                os.replace(tmp, path)
-            except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        self._dirty = True
+        return _Staged(self, tmp)
 
     def open(self, key: str) -> BinaryIO:
         try:

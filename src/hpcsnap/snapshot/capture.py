@@ -178,7 +178,7 @@ class _Run:
     ) -> None:
         scanner = Scanner(
             root,
-            accept=path_filter.accepts,
+            accept=path_filter.accepts if path_filter.whitelist or path_filter.blacklist else None,
             on_error=lambda path, exc: self.warn(path, f"not captured: {exc.strerror or exc}"),
         )
         for found in scanner:

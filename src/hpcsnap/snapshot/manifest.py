@@ -17,7 +17,21 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 FORMAT = "hpcsnap-manifest"
-VERSION = 1
+VERSION = 2
+#: The fields of a manifest row, in order.
+ROW = (
+    "path",
+    "kind",
+    "size",
+    "mtime_ns",
+    "ctime_ns",
+    "ino",
+    "mode",
+    "digest",
+    "target",
+    "raw",
+    "raw_target",
+)
 
 Kind = Literal["file", "symlink"]
 
@@ -62,33 +76,42 @@ class Entry:
             raise ValueError(f"{self.path!r} is not a symlink")
         return self.target.encode() if self.raw_target is None else self.raw_target
 
-    def _to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "path": self.path,
-            "kind": self.kind,
-            "size": self.size,
-            "mtime_ns": self.mtime_ns,
-            "ctime_ns": self.ctime_ns,
-            "ino": self.ino,
-            "mode": self.mode,
-        }
-        for name in ("digest", "target"):
-            if (value := getattr(self, name)) is not None:
-                out[name] = value
-        for name in ("raw", "raw_target"):
-            if (value := getattr(self, name)) is not None:
-                out[name] = base64.b64encode(value).decode()
-        return out
+    def _row(self) -> list[Any]:
+        """The entry as a JSON row, fields in :data:`ROW` order."""
+        return [
+            self.path,
+            self.kind,
+            self.size,
+            self.mtime_ns,
+            self.ctime_ns,
+            self.ino,
+            self.mode,
+            self.digest,
+            self.target,
+            None if self.raw is None else base64.b64encode(self.raw).decode(),
+            None if self.raw_target is None else base64.b64encode(self.raw_target).decode(),
+        ]
 
     @classmethod
-    def _from_json(cls, obj: dict[str, Any]) -> Entry:
-        for name in ("raw", "raw_target"):
-            if name in obj:
-                obj[name] = base64.b64decode(obj[name], validate=True)
-        entry = cls(**obj)
-        if entry.kind not in ("file", "symlink"):
-            raise ValueError(f"unknown kind {entry.kind!r}")
-        return entry
+    def _from_row(cls, row: list[Any]) -> Entry:
+        if not isinstance(row, list) or len(row) != len(ROW):
+            raise ValueError(f"expected a row of {len(ROW)} fields")
+        path, kind, size, mtime_ns, ctime_ns, ino, mode, digest, target, raw, raw_target = row
+        if kind not in ("file", "symlink"):
+            raise ValueError(f"unknown kind {kind!r}")
+        return cls(
+            path,
+            kind,
+            size,
+            mtime_ns,
+            ctime_ns,
+            ino,
+            mode,
+            digest,
+            target,
+            None if raw is None else base64.b64decode(raw, validate=True),
+            None if raw_target is None else base64.b64decode(raw_target, validate=True),
+        )
 
 
 class Manifest(Mapping[str, Entry]):
@@ -99,6 +122,16 @@ class Manifest(Mapping[str, Entry]):
 
     def __getitem__(self, path: str) -> Entry:
         return self._entries[path]
+
+    def get(self, path: str, default: Any = None) -> Any:  # the hot path of change detection
+        return self._entries.get(path, default)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Manifest):
+            return self._entries == other._entries
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking mapping: not hashable
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
@@ -115,10 +148,13 @@ class Manifest(Mapping[str, Entry]):
         return sum(e.size for e in self._entries.values() if e.kind == "file")
 
     def to_bytes(self) -> bytes:
-        lines = [json.dumps({"format": FORMAT, "version": VERSION})]
-        lines.extend(json.dumps(e._to_json(), ensure_ascii=False) for e in self._entries.values())
-        lines.append("")
-        return gzip.compress("\n".join(lines).encode(), compresslevel=6, mtime=0)
+        """A header line, then one JSON array of rows (one C-level encode for the whole
+        manifest: this runs on every snapshot, 100,000 entries included), gzip'd fast."""
+        header = json.dumps({"format": FORMAT, "version": VERSION, "row": ROW})
+        body = json.dumps(
+            [e._row() for e in self._entries.values()], ensure_ascii=False, separators=(",", ":")
+        )
+        return gzip.compress(f"{header}\n{body}\n".encode(), compresslevel=1, mtime=0)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
@@ -135,7 +171,10 @@ class Manifest(Mapping[str, Entry]):
                 f"manifest version {header.get('version')!r} is not supported (this is {VERSION})"
             )
         try:
-            return cls(Entry._from_json(json.loads(line)) for line in lines[1:])
+            rows = json.loads(lines[1]) if len(lines) > 1 else []
+            if not isinstance(rows, list):
+                raise ValueError("the body is not a list of rows")
+            return cls(Entry._from_row(row) for row in rows)
         except (ValueError, TypeError) as exc:
             raise ManifestError(f"corrupt manifest entry: {exc}") from exc
 
