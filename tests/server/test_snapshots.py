@@ -189,8 +189,13 @@ def test_periodic_set_while_running_changed_and_stopped(user: Api) -> None:
     assert len(snapshots(user, uuid)) == count
     assert user.ok("GET", f"/tasks/{uuid}")["snapshotInterval"] == 0
     user.ok("POST", f"/tasks/{uuid}/abort")
-    user.wait(uuid)
-    assert all(s["directory"].startswith("ckpt/snapshots/") for s in snapshots(user, uuid))
+    assert user.wait(uuid)["state"] == "Cancelled"
+    snaps = snapshots(user, uuid)
+    assert all(s["directory"].startswith("ckpt/snapshots/") for s in snaps)
+    # still retrievable after the task was cancelled
+    last = snaps[-1]
+    numbers = user.download("periodic-later", last["directory"] + "n.txt").decode().split()
+    assert numbers == [str(i) for i in range(1, len(numbers) + 1)]
 
 
 def test_symlinks_and_fifos_in_job(user: Api) -> None:
