@@ -386,3 +386,32 @@ def _cmdline(p: Path) -> bytes:
         return (p / "cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_abort_sends_sigterm_first_so_the_job_can_save_its_state(alice: Api) -> None:
+    uuid = alice.submit(
+        "trap 'echo saved > checkpoint.txt; exit 0' TERM; echo started; "
+        "while :; do sleep 0.1; done",
+        resultBucket="graceful",
+        uploadResultsOnCancellation=True,
+    )
+    wait_for(lambda: alice.get(f"/tasks/{uuid}/stdout").text, lambda t: "started" in t, 30, "")
+    alice.ok("POST", f"/tasks/{uuid}/abort")
+    assert alice.wait(uuid)["state"] == "Cancelled"
+    assert alice.download("graceful", "checkpoint.txt") == b"saved\n"
+
+
+def test_abort_terminates_a_shell_loop_without_waiting_for_sigkill(alice: Api) -> None:
+    """The command is not the PID namespace's init, so SIGTERM's default action applies."""
+    uuid = alice.submit(
+        "while :; do date +%s.%N >> ticks; sleep 0.2; done",
+        resultBucket="ticks",
+        uploadResultsOnCancellation=True,
+    )
+    alice.wait(uuid, {"FullyExecuting"})
+    time.sleep(1)
+    aborted_at = time.time()
+    alice.ok("POST", f"/tasks/{uuid}/abort")
+    assert alice.wait(uuid)["state"] == "Cancelled"
+    last_tick = float(alice.download("ticks", "ticks").split()[-1])
+    assert last_tick < aborted_at + 3, "the loop ran on until SIGKILL (5 s after SIGTERM)"

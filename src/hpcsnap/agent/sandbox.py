@@ -36,11 +36,22 @@ JOB = "/job"
 #: where the task user cannot go).
 TOOLS = "/opt/hpcsnap/bin"
 #: Run by /bin/sh inside the new namespaces; its arguments come as $1..$4, never spliced in.
-_INNER = (
-    'mount --bind "$1" /job && cd /job && '
-    'exec setpriv --reuid "$2" --regid "$3" --clear-groups --no-new-privs --pdeathsig KILL '
-    '-- /bin/sh -c "$4"'
-)
+#: This root shell stays the namespace's first process (its "init"): the kernel gives PID 1 no
+#: default signal actions, so the user's command must not be PID 1 or a plain SIGTERM would
+#: be ignored. It forwards TERM/INT/HUP to the command and exits with the command's status;
+#: when it exits, the kernel kills whatever is left in the namespace.
+_INNER = """\
+mount --bind "$1" /job && cd /job || exit 125
+setpriv --reuid "$2" --regid "$3" --clear-groups --no-new-privs --pdeathsig KILL \
+  -- /bin/sh -c "$4" &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM INT HUP
+while :; do
+  wait "$child"
+  code=$?
+  kill -0 "$child" 2>/dev/null || exit "$code"
+done
+"""
 
 
 class SandboxError(Exception):
