@@ -1,5 +1,9 @@
 """hpcsnap: run long HPC simulations as tasks, with incremental snapshots of their /job directory.
 
+This package is the Python SDK (``hpcsnap.Connection``, ``Task``, ``Bucket``, ``Snapshot`` and
+the errors of :mod:`hpcsnap.sdk.errors`); code written for the qarnot SDK's snapshots runs with
+``import hpcsnap as qarnot``.
+
 Layers, each importing only those below it::
 
     blobstore  <-  snapshot  <-  agent  <-  executors / server
@@ -7,3 +11,68 @@ Layers, each importing only those below it::
 """
 
 __version__ = "0.1.0"
+
+from hpcsnap.sdk import (
+    DEFAULT_URL,
+    ApiError,
+    BadRequestError,
+    Bucket,
+    BucketFile,
+    ConfigurationError,
+    ConflictError,
+    Connection,
+    ForbiddenError,
+    HpcsnapError,
+    MissingBucketError,
+    MissingFileError,
+    MissingSnapshotError,
+    MissingTaskError,
+    NotFoundError,
+    ProgressHook,
+    ServerError,
+    ServerUnreachableError,
+    Snapshot,
+    SnapshotNotReadyError,
+    SnapshotStatus,
+    Task,
+    TaskNotRunningError,
+    TaskNotSubmittedError,
+    TaskState,
+    TaskSubmittedError,
+    TransferError,
+    UnauthorizedError,
+    WaitTimeoutError,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "ApiError",
+    "BadRequestError",
+    "Bucket",
+    "BucketFile",
+    "ConfigurationError",
+    "ConflictError",
+    "Connection",
+    "ForbiddenError",
+    "HpcsnapError",
+    "MissingBucketError",
+    "MissingFileError",
+    "MissingSnapshotError",
+    "MissingTaskError",
+    "NotFoundError",
+    "ProgressHook",
+    "ServerError",
+    "ServerUnreachableError",
+    "Snapshot",
+    "SnapshotNotReadyError",
+    "SnapshotStatus",
+    "Task",
+    "TaskNotRunningError",
+    "TaskNotSubmittedError",
+    "TaskState",
+    "TaskSubmittedError",
+    "TransferError",
+    "UnauthorizedError",
+    "WaitTimeoutError",
+    "__version__",
+]

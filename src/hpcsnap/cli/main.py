@@ -1,106 +1,63 @@
-"""Entry point of the ``hpcsnap`` command."""
+"""Entry point of the ``hpcsnap`` command.
+
+``serve``, ``user`` and ``job`` work on the server's side (they import the server and agent
+lazily); every other command is a thin layer over the SDK (:mod:`hpcsnap.sdk`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from hpcsnap import __version__
+from hpcsnap.cli import admin, buckets, snapshots, tasks
+from hpcsnap.cli.common import CommandError, Options
+from hpcsnap.sdk import HpcsnapError
 
 
-@click.group()
+class Group(click.Group):
+    """Turns SDK errors into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HpcsnapError as exc:
+            raise CommandError(str(exc)) from exc
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hpcsnap")
-def cli() -> None:
-    """hpcsnap: long HPC simulations as tasks, with snapshots of /job."""
-
-
-@cli.command()
-@click.option("--host", default=None, help="Address to listen on [env HPCSNAP_HOST; 127.0.0.1].")
-@click.option("--port", type=int, default=None, help="Port [env HPCSNAP_PORT; 8642].")
 @click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
+    "--url",
+    metavar="URL",
     default=None,
-    help="Where the database, blobs and work dirs live [env HPCSNAP_DATA_DIR; ./hpcsnap-data].",
+    help="Server URL, e.g. http://127.0.0.1:8642 [env HPCSNAP_URL].",
 )
-@click.option("--slots", type=int, default=None, help="Tasks run at once by the local executor.")
-def serve(host: str | None, port: int | None, data_dir: Path | None, slots: int | None) -> None:
-    """Serve the platform (API, scheduler, local executor)."""
-    import uvicorn
+@click.option("--token", metavar="TOKEN", default=None, help="API token [env HPCSNAP_TOKEN].")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Config file ([cluster] url, [client] token) [env HPCSNAP_CONFIG; "
+    "~/.config/hpcsnap/config.ini].",
+)
+@click.pass_context
+def cli(ctx: click.Context, url: str | None, token: str | None, config: Path | None) -> None:
+    """hpcsnap: long HPC simulations as tasks, with snapshots of /job.
 
-    from hpcsnap.server.app import create_app
-    from hpcsnap.server.bootstrap import ensure_admin
-    from hpcsnap.server.config import Settings
-    from hpcsnap.server.context import build_context
-
-    settings = Settings.from_env(host=host, port=port, data_dir=data_dir, slots=slots)
-    ctx = build_context(settings)
-    token = ensure_admin(ctx.db, settings.data_dir)
-    click.echo(f"hpcsnap {__version__} serving on {settings.base_url}", err=True)
-    click.echo(f"  data dir: {settings.data_dir}   job mode: {ctx.job_mode}", err=True)
-    click.echo(f"  API docs: {settings.base_url}/docs", err=True)
-    if token:
-        click.echo(
-            "  first start: created user 'admin'; its API token (shown once, also in "
-            f"{settings.data_dir / 'admin-token'}):",
-            err=True,
-        )
-        click.echo(f"  HPCSNAP_TOKEN={token}", err=True)
-    app = create_app(settings, ctx=ctx)
-    # Agents hold long-polls open: don't let them delay a shutdown (they retry).
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        timeout_graceful_shutdown=2,
-    )
+    Client commands read the server URL and token from --url/--token, HPCSNAP_URL and
+    HPCSNAP_TOKEN, or a config file. Listings take --json for scripts; errors are one line
+    on stderr with exit code 1.
+    """
+    ctx.obj = Options(url=url, token=token, config=config)
 
 
-@cli.group()
-def user() -> None:
-    """Manage users (works directly on the server's database)."""
-
-
-@user.command("create")
-@click.argument("name")
-@click.option("--email", default=None, help="Email (also the S3 access key id).")
-@click.option("--admin", is_flag=True, help="Make the user an administrator.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
-def user_create(name: str, email: str | None, admin: bool, data_dir: Path | None) -> None:
-    """Create user NAME and print its API token (one line, nothing else)."""
-    from hpcsnap.server.auth import create_user
-    from hpcsnap.server.config import Settings
-    from hpcsnap.server.db import Database
-    from hpcsnap.server.errors import ApiError
-
-    settings = Settings.from_env(data_dir=data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.db_url)
-    db.upgrade()
-    try:
-        with db.session() as s:
-            _, token = create_user(s, name, email=email, is_admin=admin)
-    except ApiError as exc:
-        raise click.ClickException(exc.message) from None
-    click.echo(token)
-
-
-@cli.group()
-def job() -> None:
-    """Commands for use inside a running task."""
-
-
-@job.command("snapshot")
-@click.option("--label", default=None, help="Label of the snapshot (e.g. mesh-done).")
-@click.option("--no-wait", is_flag=True, help="Return at once instead of waiting for it.")
-def job_snapshot(label: str | None, no_wait: bool) -> None:
-    """Snapshot this task's /job now (from inside the task); exit 1 if it fails."""
-    from hpcsnap.agent import jobclient
-
-    args = ["job", "snapshot", *(["--label", label] if label else []), *(["--no-wait"] * no_wait)]
-    raise SystemExit(jobclient.main(args))
+admin.register(cli)
+buckets.register(cli)
+tasks.register(cli)
+snapshots.register(cli)
 
 
 def main() -> None:
