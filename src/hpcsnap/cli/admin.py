@@ -68,6 +68,7 @@ def user_create(name: str, email: str | None, admin: bool, data_dir: Path | None
     from hpcsnap.server.config import Settings
     from hpcsnap.server.db import Database
     from hpcsnap.server.errors import ApiError
+    from hpcsnap.server.s3.secrets import sealer_for
 
     settings = Settings.from_env(data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +76,9 @@ def user_create(name: str, email: str | None, admin: bool, data_dir: Path | None
     db.upgrade()
     try:
         with db.session() as s:
-            _, token = create_user(s, name, email=email, is_admin=admin)
+            # sealed at once, so that the token can sign S3 requests before any REST call
+            sealer = sealer_for(settings.data_dir)
+            _, token = create_user(s, name, email=email, is_admin=admin, sealer=sealer)
     except ApiError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(token)

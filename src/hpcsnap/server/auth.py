@@ -1,4 +1,8 @@
-"""API tokens: created once and shown once, stored as SHA-256 hashes, checked on every route."""
+"""API tokens: created once and shown once, stored as SHA-256 hashes, checked on every route.
+
+User tokens also get a copy sealed with a server key, used only by the S3 endpoint to verify
+AWS signatures (see :mod:`hpcsnap.server.s3.secrets`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from sqlalchemy.orm import Session
 from hpcsnap.server.db import Token, User
 from hpcsnap.server.db.models import utcnow
 from hpcsnap.server.errors import BadRequest, Conflict, Unauthorized
+from hpcsnap.server.s3.secrets import Sealer
 
 TOKEN_PREFIX = "hps_"  # noqa: S105 (a prefix, not a secret)
 
@@ -37,17 +42,35 @@ class Caller:
 
 
 def issue_token(
-    session: Session, user_id: int, *, kind: str = "user", task_uuid: str | None = None
+    session: Session,
+    user_id: int,
+    *,
+    kind: str = "user",
+    task_uuid: str | None = None,
+    sealer: Sealer | None = None,
 ) -> str:
+    """A new token; a user token is also sealed when ``sealer`` is given (else on first use)."""
     token = new_token()
+    sealed = sealer.seal(token) if sealer is not None and kind == "user" else None
     session.add(
-        Token(user_id=user_id, token_hash=hash_token(token), kind=kind, task_uuid=task_uuid)
+        Token(
+            user_id=user_id,
+            token_hash=hash_token(token),
+            kind=kind,
+            task_uuid=task_uuid,
+            sealed=sealed,
+        )
     )
     return token
 
 
 def create_user(
-    session: Session, name: str, *, email: str | None = None, is_admin: bool = False
+    session: Session,
+    name: str,
+    *,
+    email: str | None = None,
+    is_admin: bool = False,
+    sealer: Sealer | None = None,
 ) -> tuple[User, str]:
     """Create a user and its first API token (returned in clear, once)."""
     name = name.strip()
@@ -62,7 +85,7 @@ def create_user(
     user = User(name=name, email=email, is_admin=is_admin)
     session.add(user)
     session.flush()
-    return user, issue_token(session, user.id)
+    return user, issue_token(session, user.id, sealer=sealer)
 
 
 def parse_authorization(header: str | None) -> str:
@@ -76,8 +99,12 @@ def parse_authorization(header: str | None) -> str:
     return header
 
 
-def authenticate(session: Session, token: str) -> Caller:
-    """The caller owning ``token``; ``Unauthorized`` if it is unknown or revoked."""
+def authenticate(session: Session, token: str, *, sealer: Sealer | None = None) -> Caller:
+    """The caller owning ``token``; ``Unauthorized`` if it is unknown or revoked.
+
+    With ``sealer``, a user token seen for the first time gets its sealed copy, so that it can
+    sign S3 requests from then on.
+    """
     digest = hash_token(token)
     row = session.execute(
         select(Token, User).join(User, User.id == Token.user_id).where(Token.token_hash == digest)
@@ -87,6 +114,8 @@ def authenticate(session: Session, token: str) -> Caller:
     tok, user = row
     if tok.revoked_at is not None:
         raise Unauthorized("invalid or revoked token")
+    if sealer is not None and tok.kind == "user" and tok.sealed is None:
+        tok.sealed = sealer.seal(token)
     return Caller(
         user_id=user.id,
         is_admin=user.is_admin,

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from hpcsnap.server.auth import create_user
 from hpcsnap.server.db import Database, User
+from hpcsnap.server.s3.secrets import sealer_for
 
 
 def ensure_admin(db: Database, data_dir: Path) -> str | None:
@@ -20,7 +21,7 @@ def ensure_admin(db: Database, data_dir: Path) -> str | None:
     with db.session() as s:
         if s.scalar(select(func.count()).select_from(User)):
             return None
-        _, token = create_user(s, "admin", is_admin=True)
+        _, token = create_user(s, "admin", is_admin=True, sealer=sealer_for(data_dir))
     path = data_dir / "admin-token"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from hpcsnap.agent.protocol import FileEntry
-from hpcsnap.server.db import Bucket, Object
+from hpcsnap.agent.protocol import ACTIVE_STATES, FileEntry, TaskState
+from hpcsnap.server.db import Bucket, Object, Task
 from hpcsnap.server.errors import BadRequest, NotFound
 
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -104,19 +105,46 @@ def put_object(
     size: int,
     mtime_ns: int,
     md5: str | None = None,
-) -> None:
+    etag: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Object:
+    """Add (or overwrite) one key; ``etag`` and ``meta`` are what S3 uploads record."""
     session.execute(delete(Object).where(Object.bucket_id == bucket.id, Object.key == key))
-    session.add(
-        Object(
-            bucket_id=bucket.id,
-            owner_id=bucket.owner_id,
-            key=key,
-            digest=digest,
-            size=size,
-            mtime_ns=mtime_ns,
-            md5=md5,
-        )
+    obj = Object(
+        bucket_id=bucket.id,
+        owner_id=bucket.owner_id,
+        key=key,
+        digest=digest,
+        size=size,
+        mtime_ns=mtime_ns,
+        md5=md5,
+        etag=etag,
+        meta=meta,
     )
+    session.add(obj)
+    return obj
+
+
+def buckets_in_use(session: Session, owner_id: int) -> dict[str, str]:
+    """Bucket name → uuid of an unfinished task that uses it.
+
+    Deleted tasks do not count: their owner can no longer see nor abort them, and deleting a
+    task with the qarnot SDK's ``purge_results``/``purge_resources`` deletes its buckets
+    right after the task (which may still be cancelling).
+    """
+    used: dict[str, str] = {}
+    active = [s.value for s in ACTIVE_STATES] + [TaskState.SUBMITTED.value]
+    for task in session.scalars(
+        select(Task).where(
+            Task.owner_id == owner_id, Task.state.in_(active), Task.deleted.is_(False)
+        )
+    ):
+        names = [r.get("bucketName") for r in task.resource_buckets]
+        names += [task.result_bucket, task.snapshot_bucket]
+        for n in names:
+            if n:
+                used.setdefault(n, task.uuid)
+    return used
 
 
 def publish(

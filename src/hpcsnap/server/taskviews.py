@@ -24,6 +24,37 @@ def fmt_span(seconds: float) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def status_json(task: Task, execution: float, wall: float) -> dict[str, Any]:
+    """Qarnot's ``status`` object, complete: the qarnot SDK's ``Status`` requires the two
+    ``...ByCpuModel`` lists whenever ``status`` is a non-empty object."""
+    done = task.state in (TaskState.SUCCESS, TaskState.FAILURE)
+    ranges = {
+        "succeededRange": "0" if task.state == TaskState.SUCCESS else "",
+        "executedRange": "0" if done else "",
+        "failedRange": "0" if task.state == TaskState.FAILURE else "",
+    }
+    return {
+        "instanceCount": 1,
+        "downloadProgress": 0 if task.start_date is None else 100,
+        "executionProgress": 100 if done else 0,
+        "uploadProgress": 100 if done else 0,
+        "downloadTime": "00:00:00",
+        "downloadTimeSec": 0,
+        "environmentTime": "00:00:00",
+        "environmentTimeSec": 0,
+        "executionTime": fmt_span(execution),
+        "executionTimeSec": int(execution),
+        "uploadTime": "00:00:00",
+        "uploadTimeSec": 0,
+        "wallTime": fmt_span(wall),
+        "wallTimeSec": int(wall),
+        **ranges,
+        "executionTimeByCpuModel": [],
+        "executionTimeGhzByCpuModel": [],
+        "runningInstancesInfo": {"perRunningInstanceInfo": [], "snapshotResults": []},
+    }
+
+
 def task_json(task: Task) -> dict[str, Any]:
     end = task.end_date or utcnow()
     execution = (end - task.start_date).total_seconds() if task.start_date else 0.0
@@ -61,7 +92,7 @@ def task_json(task: Task) -> dict[str, Any]:
         "tags": task.tags,
         "labels": task.labels,
         "dependencies": None,
-        "status": None,
+        "status": status_json(task, execution, wall),
         "snapshotInterval": task.snapshot_interval,
         "snapshotWhitelist": task.snapshot_whitelist,
         "snapshotBlacklist": task.snapshot_blacklist,

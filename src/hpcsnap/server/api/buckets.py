@@ -21,11 +21,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from hpcsnap.agent.protocol import ACTIVE_STATES, TaskState
 from hpcsnap.blobstore import ContentStore
 from hpcsnap.server import bucketindex as bx
 from hpcsnap.server.api.deps import Ctx, DbSession, User
-from hpcsnap.server.db import Bucket, Object, Task
+from hpcsnap.server.db import Bucket, Object
 from hpcsnap.server.errors import Conflict
 
 router = APIRouter(tags=["buckets"])
@@ -69,25 +68,10 @@ def list_buckets(user: User, session: DbSession) -> list[dict[str, Any]]:
     return [bucket_json(b) for b in rows]
 
 
-def buckets_in_use(session: Any, owner_id: int) -> dict[str, str]:
-    """Bucket name → uuid of an unfinished task that uses it."""
-    used: dict[str, str] = {}
-    active = [s.value for s in ACTIVE_STATES] + [TaskState.SUBMITTED.value]
-    for task in session.scalars(
-        select(Task).where(Task.owner_id == owner_id, Task.state.in_(active))
-    ):
-        names = [r.get("bucketName") for r in task.resource_buckets]
-        names += [task.result_bucket, task.snapshot_bucket]
-        for n in names:
-            if n:
-                used.setdefault(n, task.uuid)
-    return used
-
-
 @router.delete("/buckets/{name}", status_code=204)
 def delete_bucket(name: str, user: User, session: DbSession) -> Response:
     bucket = bx.get_bucket(session, user.user_id, name)
-    task = buckets_in_use(session, user.user_id).get(name)
+    task = bx.buckets_in_use(session, user.user_id).get(name)
     if task:
         raise Conflict(f"bucket {name!r} is used by unfinished task {task}; abort it first")
     session.delete(bucket)

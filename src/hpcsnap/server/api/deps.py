@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from hpcsnap.server.auth import Caller, authenticate, parse_authorization
 from hpcsnap.server.context import ServerContext
 from hpcsnap.server.errors import NotFound
+from hpcsnap.server.s3.secrets import sealer_for
 
 
 def get_ctx(request: Request) -> ServerContext:
@@ -26,7 +27,9 @@ def get_session(ctx: Ctx) -> Iterator[Session]:
         yield s
 
 
-DbSession = Annotated[Session, Depends(get_session)]
+#: Committed before the response is sent (scope "function"), so that a client's next request
+#: always sees what the previous one wrote.
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_caller(
@@ -34,7 +37,8 @@ def get_caller(
 ) -> Caller:
     token = parse_authorization(authorization)
     with ctx.db.session() as s:
-        return authenticate(s, token)
+        # a token's first use also keeps its sealed copy, so that it can sign S3 requests
+        return authenticate(s, token, sealer=sealer_for(ctx.settings.data_dir))
 
 
 def get_user(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy import func, select
 
 from hpcsnap import __version__
@@ -22,9 +22,11 @@ def health() -> dict[str, str]:
 
 
 @router.get("/settings")
-def settings(ctx: Ctx, user: User) -> dict[str, Any]:
+def settings(ctx: Ctx, user: User, request: Request) -> dict[str, Any]:
+    """Server settings; ``storage`` is the S3 endpoint of the buckets (this server's own base
+    URL, as the client reached it: S3 requests are told apart by their AWS signature)."""
     return {
-        "storage": None,
+        "storage": str(request.base_url).rstrip("/"),
         "version": __version__,
         "minSnapshotInterval": ctx.settings.min_snapshot_interval,
         "snapshotSoftLimit": ctx.settings.snapshot_soft_limit,

@@ -334,6 +334,48 @@ def fresh_stderr(task_uuid: str, user: User, session: DbSession) -> PlainTextRes
     return _log_response(_fresh(session, user, task_uuid, "stderr"))
 
 
+def _instance(session: Session, user: Caller, task_uuid: str, instance_id: str) -> None:
+    get_task(session, user, task_uuid)
+    if instance_id != "0":
+        raise NotFound(f"task instance {instance_id} not found: hpcsnap tasks have instance 0 only")
+
+
+@router.get("/tasks/{task_uuid}/stdout/{instance_id}")
+def instance_stdout(
+    task_uuid: str, instance_id: str, user: User, session: DbSession
+) -> PlainTextResponse:
+    """Qarnot's per-instance route: the standard output of instance 0 (the only one)."""
+    _instance(session, user, task_uuid, instance_id)
+    return _log_response(_whole(session, user, task_uuid, "stdout", 0))
+
+
+@router.get("/tasks/{task_uuid}/stderr/{instance_id}")
+def instance_stderr(
+    task_uuid: str, instance_id: str, user: User, session: DbSession
+) -> PlainTextResponse:
+    """Qarnot's per-instance route: the standard error of instance 0 (the only one)."""
+    _instance(session, user, task_uuid, instance_id)
+    return _log_response(_whole(session, user, task_uuid, "stderr", 0))
+
+
+@router.post("/tasks/{task_uuid}/stdout/{instance_id}")
+def fresh_instance_stdout(
+    task_uuid: str, instance_id: str, user: User, session: DbSession
+) -> PlainTextResponse:
+    """Standard output of instance 0 since the previous POST (the cursor is the task's)."""
+    _instance(session, user, task_uuid, instance_id)
+    return _log_response(_fresh(session, user, task_uuid, "stdout"))
+
+
+@router.post("/tasks/{task_uuid}/stderr/{instance_id}")
+def fresh_instance_stderr(
+    task_uuid: str, instance_id: str, user: User, session: DbSession
+) -> PlainTextResponse:
+    """Standard error of instance 0 since the previous POST (the cursor is the task's)."""
+    _instance(session, user, task_uuid, instance_id)
+    return _log_response(_fresh(session, user, task_uuid, "stderr"))
+
+
 def active_count(session: Session, executor: str) -> int:
     states = [s.value for s in ACTIVE_STATES]
     return (

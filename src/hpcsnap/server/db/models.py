@@ -50,6 +50,8 @@ class Token(Base):
     task_uuid: Mapped[str | None] = mapped_column(String(36), index=True, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
+    #: A user token sealed with the server key, to verify S3 signatures (see server.s3.secrets).
+    sealed: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class Bucket(Base):
@@ -80,6 +82,10 @@ class Object(Base):
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
     md5: Mapped[str | None] = mapped_column(String(32), default=None)
     snapshot_id: Mapped[str | None] = mapped_column(String(36), index=True, default=None)
+    #: The ETag S3 clients were given when it is not the MD5 (multipart: ``<md5 of md5s>-N``).
+    etag: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: Content-Type and other headers stored by S3 uploads, plus ``x-amz-meta-*`` metadata.
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class Task(Base):
