@@ -9,6 +9,7 @@ import hashlib
 import io
 import os
 import random
+import sqlite3
 import zlib
 from typing import Any
 
@@ -301,10 +302,18 @@ def test_authentication_failures_and_presigned_urls(server: ServerProcess, alice
     with pytest.raises(ClientError) as unknown:
         stranger.client().list_buckets()
     assert error_code(unknown.value) == "InvalidAccessKeyId"
-    # a token never used on the REST API has no sealed copy yet: a clear error, then it works
+    # `hpcsnap user create` seals the new token: it signs S3 requests before any REST call
     fresh = server.user("s3fresh")
     token = str(fresh.http.headers["Authorization"])
     newcomer = S3User(fresh, "s3fresh@hpcsnap.local", token, alice.endpoint)
+    assert newcomer.client().list_buckets()["Buckets"] == []
+    # a token without a sealed copy (made before S3 existed): a clear error, then its first
+    # REST call seals it
+    with sqlite3.connect(server.data_dir / "hpcsnap.db") as db:
+        db.execute(
+            "UPDATE tokens SET sealed = NULL"
+            " WHERE user_id = (SELECT id FROM users WHERE name = 's3fresh')"
+        )
     with pytest.raises(ClientError) as unsealed:
         newcomer.client().list_buckets()
     assert error_code(unsealed.value) == "InvalidAccessKeyId"

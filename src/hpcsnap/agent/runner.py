@@ -8,9 +8,14 @@ what happened               final state  results uploaded
 command exited 0            Success      yes
 command exited non-zero     Failure      yes
 wall-time limit reached     Failure      yes (after a ``final`` snapshot, before the kill)
-abort (or SIGTERM/SIGUSR1)  Cancelled    only with ``uploadResultsOnCancellation``
+SIGUSR1 (time limit near)   Failure      yes (after a ``final`` snapshot, before the kill)
+abort (or SIGTERM/SIGINT)   Cancelled    only with ``uploadResultsOnCancellation``
 staging failed              Failure      no
 ==========================  ===========  ====================================================
+
+SIGUSR1 is what Slurm sends ``grace`` seconds before a job's time limit (``sbatch
+--signal=B:USR1@grace``): the agent stops the task as at its own wall-time limit, so that the
+final snapshot and the results are safe before Slurm kills the job.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class TaskRunner:
         self.work_dir = work_dir
         self.task_uuid = task_uuid
         self.abort = threading.Event()
+        self.time_up = threading.Event()
         self.revoked = threading.Event()
         self.finished = threading.Event()
         self.snapshotter: Snapshotter | None = None
@@ -52,6 +58,10 @@ class TaskRunner:
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.warning("received signal %d: aborting the task", signum)
         self.abort.set()
+
+    def _on_time_up(self, _signum: int, _frame: FrameType | None) -> None:
+        log.warning("received SIGUSR1: the job's time limit is near; stopping the task")
+        self.time_up.set()
 
     def _poll_events(self) -> None:
         version = -1
@@ -88,8 +98,9 @@ class TaskRunner:
     # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGUSR1, self._on_time_up)
         spec = AgentSpec.model_validate(self.client.call("GET", "/spec", patience=None))
         store = ContentStore(open_backend(spec.storage), spec.namespace)
         box = Sandbox.create(self.work_dir / self.task_uuid, task_user=spec.task_user)
@@ -141,9 +152,20 @@ class TaskRunner:
                 error = f"wall-time limit of {limit} s reached: the task was stopped"
                 self.final_snapshot()
                 break
+            if self.time_up.is_set():
+                outcome = TaskState.FAILURE
+                error = (
+                    "wall-time limit of its job nearly reached (SIGUSR1 from the executor): "
+                    "the task was stopped after a final snapshot"
+                )
+                self.final_snapshot()
+                break
             time.sleep(0.1)
         box.kill(proc)
         code = proc.returncode
+        if outcome is None and self.abort.is_set():
+            # SIGTERM to the whole job (scancel) stops the command and the agent together
+            outcome = TaskState.CANCELLED
         if outcome is None:
             outcome = TaskState.SUCCESS if code == 0 else TaskState.FAILURE
             if code != 0:

@@ -1,15 +1,23 @@
 """Content-addressed storage of file contents (blobs).
 
-A :class:`~hpcsnap.blobstore.base.Backend` stores opaque byte objects under string keys (a local
-directory, later S3). :class:`~hpcsnap.blobstore.content.ContentStore` addresses them by the
-xxh3-128 hash of their content inside one namespace (one per user). This package knows nothing
-of buckets, tasks or snapshots.
+A :class:`~hpcsnap.blobstore.base.Backend` stores opaque byte objects under string keys: a local
+directory, or a bucket of an S3-compatible store (:mod:`hpcsnap.blobstore.s3`, wrapped by
+:class:`~hpcsnap.blobstore.retry.RetryingBackend`). :class:`~hpcsnap.blobstore.content.ContentStore`
+addresses them by the xxh3-128 hash of their content inside one namespace (one per user). This
+package knows nothing of buckets, tasks or snapshots.
 """
 
-from hpcsnap.blobstore.base import Backend, BlobError, BlobNotFound, ContentChanged
+from hpcsnap.blobstore.base import (
+    Backend,
+    BlobError,
+    BlobNotFound,
+    ContentChanged,
+    TransientBlobError,
+)
 from hpcsnap.blobstore.content import ContentStore, Stored, hash_file
 from hpcsnap.blobstore.local import LocalBackend
 from hpcsnap.blobstore.open import open_backend
+from hpcsnap.blobstore.retry import RetryingBackend
 
 __all__ = [
     "Backend",
@@ -18,7 +26,9 @@ __all__ = [
     "ContentChanged",
     "ContentStore",
     "LocalBackend",
+    "RetryingBackend",
     "Stored",
+    "TransientBlobError",
     "hash_file",
     "open_backend",
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hpcsnap.blobstore.base import Backend
 from hpcsnap.blobstore.local import LocalBackend
+from hpcsnap.blobstore.retry import RetryingBackend
 
 
 def _open_local(desc: Mapping[str, str]) -> Backend:
@@ -16,7 +17,16 @@ def _open_local(desc: Mapping[str, str]) -> Backend:
     return LocalBackend(Path(root))
 
 
-_OPENERS: dict[str, Callable[[Mapping[str, str]], Backend]] = {"local": _open_local}
+def _open_s3(desc: Mapping[str, str]) -> Backend:
+    from hpcsnap.blobstore.s3 import S3Backend  # boto3 is loaded only when S3 is used
+
+    return RetryingBackend(S3Backend.from_description(desc))
+
+
+_OPENERS: dict[str, Callable[[Mapping[str, str]], Backend]] = {
+    "local": _open_local,
+    "s3": _open_s3,
+}
 
 
 def open_backend(desc: Mapping[str, str]) -> Backend:

@@ -19,8 +19,32 @@ from hpcsnap import __version__
     help="Where the database, blobs and work dirs live [env HPCSNAP_DATA_DIR; ./hpcsnap-data].",
 )
 @click.option("--slots", type=int, default=None, help="Tasks run at once by the local executor.")
-def serve(host: str | None, port: int | None, data_dir: Path | None, slots: int | None) -> None:
-    """Serve the platform (API, scheduler, local executor)."""
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "slurm"]),
+    default=None,
+    help="Where tasks run [env HPCSNAP_EXECUTOR; local].",
+)
+@click.option(
+    "--database-url",
+    default=None,
+    help="Metadata DB, e.g. postgresql://user@host/db [env HPCSNAP_DATABASE_URL; SQLite].",
+)
+@click.option(
+    "--storage",
+    default=None,
+    help="Blob store: local or s3://bucket[/prefix] [env HPCSNAP_STORAGE; local].",
+)
+def serve(
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    slots: int | None,
+    executor: str | None,
+    database_url: str | None,
+    storage: str | None,
+) -> None:
+    """Serve the platform (API, web UI, scheduler, executor)."""
     import uvicorn
 
     from hpcsnap.server.app import create_app
@@ -28,11 +52,24 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, slots: int 
     from hpcsnap.server.config import Settings
     from hpcsnap.server.context import build_context
 
-    settings = Settings.from_env(host=host, port=port, data_dir=data_dir, slots=slots)
+    settings = Settings.from_env(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        slots=slots,
+        executor=executor,
+        database_url=database_url,
+        storage=storage,
+    )
     ctx = build_context(settings)
     token = ensure_admin(ctx.db, settings.data_dir)
     click.echo(f"hpcsnap {__version__} serving on {settings.base_url}", err=True)
     click.echo(f"  data dir: {settings.data_dir}   job mode: {ctx.job_mode}", err=True)
+    click.echo(
+        f"  executor: {ctx.executor.name}   storage: {settings.storage}   "
+        f"database: {'SQLite' if settings.db_url.startswith('sqlite') else 'PostgreSQL'}",
+        err=True,
+    )
     click.echo(f"  API docs: {settings.base_url}/docs", err=True)
     if token:
         click.echo(

@@ -1,8 +1,11 @@
 """Local executor: one detached agent process per task on this machine, N at a time.
 
 Agents are started in their own session, so stopping or killing the server never kills a
-running task. A job id is ``<pid>:<start time>`` so that a recycled pid is never mistaken for
-the agent.
+running task. A job id is ``<pid>:<start time>@<machine>`` so that a recycled pid is never
+mistaken for the agent, and so that a server sharing the database from another machine (or
+another PID namespace) leaves the job alone: it cannot see that process. ``<machine>`` is the
+kernel's boot id and the PID namespace; ids written before it existed (``<pid>:<start>``) are
+taken as this machine's.
 """
 
 from __future__ import annotations
@@ -27,6 +30,31 @@ def _start_time(pid: int) -> str | None:
     if fields[0] == "Z":
         return None
     return fields[19]
+
+
+def _machine() -> str:
+    """This machine's boot and PID namespace: processes are visible from here iff equal."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:12]
+    except OSError:
+        boot = "noboot"
+    try:
+        pidns = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        pidns = 0
+    return f"{boot}.{pidns}"
+
+
+MACHINE = _machine()
+
+
+def _split(job_id: str) -> tuple[str, str, str] | None:
+    """``(pid, start, machine)`` of a job id of this machine, None for another machine's."""
+    local, _, machine = job_id.partition("@")
+    if machine and machine != MACHINE:
+        return None
+    pid, _, start = local.partition(":")
+    return pid, start, machine or MACHINE
 
 
 class LocalExecutor:
@@ -71,25 +99,35 @@ class LocalExecutor:
                 start_new_session=True,
                 close_fds=True,
             )
-        job_id = f"{proc.pid}:{_start_time(proc.pid) or '0'}"
+        job_id = f"{proc.pid}:{_start_time(proc.pid) or '0'}@{MACHINE}"
         self._children[job_id] = proc
         return job_id
 
+    def _reap(self) -> set[str]:
+        """Collect the exit of every agent this process started that has ended."""
+        ended = {job_id for job_id, child in self._children.items() if child.poll() is not None}
+        for job_id in ended:
+            del self._children[job_id]
+        return ended
+
     def status(self, ids: Sequence[str]) -> dict[str, JobState]:
+        """States of this machine's jobs; another machine's ids are left out."""
+        ended = self._reap()
         out: dict[str, JobState] = {}
         for job_id in ids:
-            child = self._children.get(job_id)
-            if child is not None and child.poll() is not None:
-                del self._children[job_id]
+            parts = _split(job_id)
+            if parts is None:
+                continue
+            if job_id in ended:
                 out[job_id] = JobState.DONE
                 continue
-            pid, _, start = job_id.partition(":")
+            pid, start, _ = parts
             alive = pid.isdigit() and _start_time(int(pid)) == start
             out[job_id] = JobState.RUNNING if alive else JobState.DONE
         return out
 
     def cancel(self, ids: Sequence[str]) -> dict[str, bool]:
-        out: dict[str, bool] = {}
+        out = dict.fromkeys(ids, False)
         for job_id, state in self.status(ids).items():
             if state is JobState.RUNNING:
                 try:

@@ -46,6 +46,34 @@ class Settings:
     agent_timeout: int = field(default=60, metadata={"env": "HPCSNAP_AGENT_TIMEOUT"})
     #: Unprivileged user that runs task commands when the server runs as root.
     task_user: str = field(default="hpcsnap-task", metadata={"env": "HPCSNAP_TASK_USER"})
+    #: Where blobs live: ``local`` (``<data dir>/blobs``) or ``s3://bucket[/prefix]``.
+    storage: str = field(default="local", metadata={"env": "HPCSNAP_STORAGE"})
+    #: S3 endpoint URL (default: AWS, or ``AWS_ENDPOINT_URL``).
+    s3_endpoint: str | None = field(default=None, metadata={"env": "HPCSNAP_S3_ENDPOINT"})
+    s3_region: str | None = field(default=None, metadata={"env": "HPCSNAP_S3_REGION"})
+    #: S3 credentials (default: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, else boto3's
+    #: chain on every machine). Explicit ones are handed to agents in their task spec.
+    s3_access_key: str | None = field(default=None, metadata={"env": "HPCSNAP_S3_ACCESS_KEY"})
+    s3_secret_key: str | None = field(
+        default=None, repr=False, metadata={"env": "HPCSNAP_S3_SECRET_KEY"}
+    )
+    #: Slurm executor: sbatch options of every agent job (unset: Slurm's defaults).
+    slurm_partition: str | None = field(default=None, metadata={"env": "HPCSNAP_SLURM_PARTITION"})
+    slurm_account: str | None = field(default=None, metadata={"env": "HPCSNAP_SLURM_ACCOUNT"})
+    slurm_qos: str | None = field(default=None, metadata={"env": "HPCSNAP_SLURM_QOS"})
+    slurm_time_limit: str | None = field(default=None, metadata={"env": "HPCSNAP_SLURM_TIME_LIMIT"})
+    slurm_cpus: int | None = field(default=None, metadata={"env": "HPCSNAP_SLURM_CPUS"})
+    slurm_memory: str | None = field(default=None, metadata={"env": "HPCSNAP_SLURM_MEMORY"})
+    #: Seconds before Slurm's time limit at which the agent takes a final snapshot.
+    slurm_signal_grace: int = field(default=120, metadata={"env": "HPCSNAP_SLURM_SIGNAL_GRACE"})
+    #: More sbatch options, shell-quoted, e.g. ``--constraint=ib --gres=gpu:1``.
+    slurm_extra_args: str | None = field(default=None, metadata={"env": "HPCSNAP_SLURM_EXTRA_ARGS"})
+    #: Python that runs the agent on the compute nodes (default: this server's).
+    slurm_python: str | None = field(default=None, metadata={"env": "HPCSNAP_SLURM_PYTHON"})
+    #: Where agents keep task directories on the nodes (default: ``<data dir>/work``).
+    slurm_work_dir: str | None = field(default=None, metadata={"env": "HPCSNAP_SLURM_WORK_DIR"})
+    #: Where Slurm writes the agents' output (default: ``<data dir>/agents``).
+    slurm_log_dir: str | None = field(default=None, metadata={"env": "HPCSNAP_SLURM_LOG_DIR"})
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

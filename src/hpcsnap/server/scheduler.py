@@ -1,7 +1,19 @@
 """The dispatch-and-watch loop: starts queued tasks' agents and notices agents that died.
 
 Everything it knows is in the database, so it survives restarts, and several server processes
-may run it against one database (a task is claimed by an atomic UPDATE before it is started).
+may run it against one database: a task is claimed by an atomic UPDATE before it is started, and
+each watched task is re-read under a row lock (``SELECT ... FOR UPDATE`` on PostgreSQL) before
+it is changed. Executors leave out of their answer the jobs they cannot judge (another
+machine's local processes), which are then judged by their agent's silence alone.
+
+What the executor says of an agent's job (:class:`~hpcsnap.executors.base.JobState`):
+
+- ``PENDING`` (queued): the agent cannot speak yet, so its silence is not held against it; an
+  abort of such a task cancels the job at once and the task ends ``Cancelled``.
+- ended (``TERMINAL_JOB_STATES``) without the agent reporting the end within ``EXIT_GRACE``:
+  the task ends ``Failure`` with the reason of that state (time limit, memory, node failure,
+  preemption...), or ``Cancelled`` if it was being aborted.
+- otherwise an agent silent for ``agent_timeout`` seconds is lost: ``Failure``, job cancelled.
 """
 
 from __future__ import annotations
@@ -13,7 +25,7 @@ import threading
 from sqlalchemy import select, update
 
 from hpcsnap.agent.protocol import ACTIVE_STATES, TaskState
-from hpcsnap.executors.base import TERMINAL_JOB_STATES, AgentLaunch
+from hpcsnap.executors.base import END_REASONS, TERMINAL_JOB_STATES, AgentLaunch, JobState
 from hpcsnap.server.api.tasks import active_count
 from hpcsnap.server.auth import issue_token
 from hpcsnap.server.context import ServerContext
@@ -27,6 +39,8 @@ log = logging.getLogger(__name__)
 EXIT_GRACE = dt.timedelta(seconds=5)
 #: How long an abort may take before the executor is told to stop the agent.
 ABORT_GRACE = dt.timedelta(seconds=30)
+#: How often a queued job's task is marked as heard of (its agent cannot speak yet).
+QUEUED_REFRESH = dt.timedelta(seconds=5)
 
 
 class Scheduler:
@@ -115,11 +129,13 @@ class Scheduler:
         executor = self.ctx.executor
         with self.ctx.db.session() as s:
             rows: list[tuple[str, str]] = s.execute(  # type: ignore[assignment]
-                select(Task.uuid, Task.executor_id).where(
+                select(Task.uuid, Task.executor_id)
+                .where(
                     Task.executor == executor.name,
                     Task.state.in_([st.value for st in ACTIVE_STATES]),
                     Task.executor_id.is_not(None),
                 )
+                .order_by(Task.uuid)  # rows are locked in this order: no deadlock between servers
             ).all()
         if not rows:
             return
@@ -129,18 +145,27 @@ class Scheduler:
         to_cancel: list[str] = []
         with self.ctx.db.session() as s:
             for task_uuid, job_id in rows:
-                task = s.get(Task, task_uuid)
+                task = s.get(Task, task_uuid, with_for_update=True)
                 if task is None or task.state not in ACTIVE_STATES:
                     continue
                 seen = task.agent_seen or task.state_transition_time
-                if states.get(job_id) in TERMINAL_JOB_STATES and now - seen > EXIT_GRACE:
-                    set_state(
-                        s,
-                        task,
-                        TaskState.FAILURE,
-                        error="its agent exited without reporting the end of the task "
-                        f"(agent job {job_id})",
-                    )
+                state = states.get(job_id)
+                if state is JobState.PENDING:
+                    if task.state == TaskState.PENDING_CANCEL:
+                        to_cancel.append(job_id)
+                        set_state(s, task, TaskState.CANCELLED, error="aborted before it started")
+                    elif now - seen > QUEUED_REFRESH:
+                        task.agent_seen = now
+                elif state in TERMINAL_JOB_STATES and now - seen > EXIT_GRACE:
+                    if task.abort_requested:
+                        set_state(s, task, TaskState.CANCELLED)
+                    else:
+                        set_state(
+                            s,
+                            task,
+                            TaskState.FAILURE,
+                            error=f"{END_REASONS[state]} (agent job {job_id})",
+                        )
                 elif now - seen > timeout:
                     set_state(
                         s,

@@ -55,9 +55,11 @@ def agent_caller(task_uuid: str, caller: AnyCaller) -> Caller:
 Agent = Annotated[Caller, Depends(agent_caller)]
 
 
-def _task(session: Session, task_uuid: str, *, seen: bool = True) -> Task:
-    """The agent's task; ``seen`` records that its agent is alive."""
-    task = session.get(Task, task_uuid)
+def _task(session: Session, task_uuid: str, *, seen: bool = True, lock: bool = False) -> Task:
+    """The agent's task; ``seen`` records that its agent is alive; ``lock`` holds the row
+    (``SELECT ... FOR UPDATE`` on PostgreSQL) so that a state report and the scheduler's
+    verdict on another server cannot overwrite each other."""
+    task = session.get(Task, task_uuid, with_for_update=lock)
     if task is None:
         raise NotFound(f"task {task_uuid} not found")
     if seen:
@@ -125,7 +127,7 @@ def spec(task_uuid: str, agent: Agent, ctx: Ctx) -> dict[str, Any]:
 @router.post("/state")
 def report_state(task_uuid: str, body: StateReport, agent: Agent, ctx: Ctx) -> dict[str, Any]:
     with ctx.db.session() as session:
-        task = _task(session, task_uuid)
+        task = _task(session, task_uuid, lock=True)
         if body.job_mode:
             task.job_mode = body.job_mode
         state = body.state

@@ -1,0 +1,153 @@
+"""The scheduler's reading of executor states (fake executor, real SQLite database)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from hpcsnap.blobstore import LocalBackend
+from hpcsnap.executors import AgentLaunch, JobState
+from hpcsnap.server.auth import create_user
+from hpcsnap.server.config import Settings
+from hpcsnap.server.context import ServerContext
+from hpcsnap.server.db import Database, Task
+from hpcsnap.server.db.models import utcnow
+from hpcsnap.server.scheduler import Scheduler
+
+
+class FakeExecutor:
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.states: dict[str, JobState] = {}
+        self.cancelled: list[str] = []
+
+    def submit(self, launch: AgentLaunch) -> str:
+        raise NotImplementedError
+
+    def status(self, ids: Sequence[str]) -> dict[str, JobState]:
+        return {i: self.states[i] for i in ids if i in self.states}
+
+    def cancel(self, ids: Sequence[str]) -> dict[str, bool]:
+        self.cancelled += ids
+        return dict.fromkeys(ids, True)
+
+    def capacity(self) -> int | None:
+        return None
+
+
+@pytest.fixture()
+def ctx(tmp_path: Path) -> ServerContext:
+    settings = Settings(data_dir=tmp_path, agent_timeout=60)
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    db.upgrade()
+    with db.session() as s:
+        create_user(s, "u")
+    return ServerContext(settings, db, LocalBackend(tmp_path / "blobs"), FakeExecutor())
+
+
+def add_task(ctx: ServerContext, state: str, seen_ago: float, *, abort: bool = False) -> str:
+    task_uuid = str(uuid.uuid4())
+    seen = utcnow() - dt.timedelta(seconds=seen_ago)
+    with ctx.db.session() as s:
+        s.add(
+            Task(
+                uuid=task_uuid,
+                owner_id=1,
+                name="t",
+                command="true",
+                result_bucket="r",
+                state=state,
+                executor="fake",
+                executor_id=f"job-{task_uuid}",
+                agent_seen=seen,
+                state_transition_time=seen,
+                abort_requested=abort,
+            )
+        )
+    return task_uuid
+
+
+def task(ctx: ServerContext, task_uuid: str) -> Task:
+    with ctx.db.session() as s:
+        t = s.get(Task, task_uuid)
+        assert t is not None
+        return t
+
+
+def watch(ctx: ServerContext, states: dict[str, JobState]) -> FakeExecutor:
+    ex = ctx.executor
+    assert isinstance(ex, FakeExecutor)
+    ex.states = {f"job-{k}": v for k, v in states.items()}
+    Scheduler(ctx).watch()
+    return ex
+
+
+@pytest.mark.parametrize(
+    ("state", "words"),
+    [
+        (JobState.TIMEOUT, "time limit"),
+        (JobState.OUT_OF_MEMORY, "out of memory"),
+        (JobState.NODE_FAIL, "node running its job failed"),
+        (JobState.PREEMPTED, "preempted"),
+        (JobState.DONE, "exited without reporting"),
+        (JobState.UNKNOWN, "no trace"),
+    ],
+)
+def test_a_job_that_ended_silently_fails_its_task_with_the_reason(
+    ctx: ServerContext, state: JobState, words: str
+) -> None:
+    t = add_task(ctx, "FullyExecuting", seen_ago=10)
+    watch(ctx, {t: state})
+    got = task(ctx, t)
+    assert got.state == "Failure"
+    assert words in got.errors[-1]["message"] and f"job-{t}" in got.errors[-1]["message"]
+
+
+def test_a_job_that_just_ended_gets_time_to_report(ctx: ServerContext) -> None:
+    t = add_task(ctx, "FullyExecuting", seen_ago=1)
+    watch(ctx, {t: JobState.TIMEOUT})
+    assert task(ctx, t).state == "FullyExecuting"
+
+
+def test_a_queued_job_is_never_lost(ctx: ServerContext) -> None:
+    t = add_task(ctx, "FullyDispatched", seen_ago=3600)
+    watch(ctx, {t: JobState.PENDING})
+    got = task(ctx, t)
+    assert got.state == "FullyDispatched"
+    assert got.agent_seen is not None and utcnow() - got.agent_seen < dt.timedelta(seconds=5)
+    # when it starts, the agent has agent_timeout seconds to speak
+    watch(ctx, {t: JobState.RUNNING})
+    assert task(ctx, t).state == "FullyDispatched"
+
+
+def test_a_silent_running_agent_is_lost(ctx: ServerContext) -> None:
+    t = add_task(ctx, "FullyExecuting", seen_ago=120)
+    ex = watch(ctx, {t: JobState.RUNNING})
+    assert task(ctx, t).state == "Failure"
+    assert ex.cancelled == [f"job-{t}"]
+
+
+def test_aborting_a_queued_job_cancels_it_at_once(ctx: ServerContext) -> None:
+    t = add_task(ctx, "PendingCancel", seen_ago=1, abort=True)
+    ex = watch(ctx, {t: JobState.PENDING})
+    assert task(ctx, t).state == "Cancelled"
+    assert ex.cancelled == [f"job-{t}"]
+
+
+def test_an_aborted_task_whose_job_ended_is_cancelled(ctx: ServerContext) -> None:
+    t = add_task(ctx, "PendingCancel", seen_ago=10, abort=True)
+    watch(ctx, {t: JobState.DONE})
+    assert task(ctx, t).state == "Cancelled"
+
+
+def test_a_job_the_executor_cannot_judge_is_judged_by_silence(ctx: ServerContext) -> None:
+    quiet = add_task(ctx, "FullyExecuting", seen_ago=10)
+    lost = add_task(ctx, "FullyExecuting", seen_ago=120)
+    watch(ctx, {})
+    assert task(ctx, quiet).state == "FullyExecuting"
+    assert task(ctx, lost).state == "Failure"
