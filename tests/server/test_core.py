@@ -84,7 +84,8 @@ def test_results_filters(alice: Api) -> None:
 def test_abort_kills_the_whole_tree_and_skips_results(alice: Api) -> None:
     marker = f"hpcsnap-abort-{time.time_ns()}"
     uuid = alice.submit(
-        f"echo x > kept.txt; (exec -a {marker} sleep 300) & setsid sleep 301 & sleep 302",
+        f"echo x > kept.txt; cp /bin/sleep {marker}; ./{marker} 300 & setsid sleep 301 & "
+        "sleep 302",
         resultBucket="aborted",
     )
     alice.wait(uuid, {"FullyExecuting"})
@@ -349,9 +350,12 @@ def test_server_kill9_and_restart_keeps_tasks(fresh_server: ServerProcess) -> No
     assert api.download("survivor", "progress.txt") == b"1\n2\n3\n4\n5\n6\n"
 
 
-def test_dead_agent_fails_its_task(fresh_server: ServerProcess) -> None:
+def test_dead_agent_fails_its_task_and_takes_the_task_with_it(
+    fresh_server: ServerProcess,
+) -> None:
     api = fresh_server.user("erin")
-    uuid = api.submit("sleep 300")
+    marker = f"hpcsnap-orphan-{time.time_ns()}"
+    uuid = api.submit(f"cp /bin/sleep {marker}; ./{marker} 300 & wait")
     api.wait(uuid, {"FullyExecuting"})
     pids = [
         p.name
@@ -364,6 +368,14 @@ def test_dead_agent_fails_its_task(fresh_server: ServerProcess) -> None:
     task = api.wait(uuid, timeout=30)
     assert task["state"] == "Failure"
     assert any("agent" in e["message"] for e in task["errors"])
+    if task["jobMode"] == "namespace":
+        # no process of the task outlives its agent
+        wait_for(
+            lambda: [p for p in Path("/proc").iterdir() if marker.encode() in _cmdline(p)],
+            lambda found: not found,
+            15,
+            "the task's processes to end with their agent",
+        )
 
 
 def test_slots_queue_tasks(tmp_path: Path) -> None:

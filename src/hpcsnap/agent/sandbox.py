@@ -151,7 +151,13 @@ class Sandbox:
 
     def launch(self, command: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         if self.mode == "namespace":
+            # --pdeathsig: if the agent dies (even by SIGKILL), unshare is killed, and with it
+            # (--kill-child) the whole PID namespace: no task outlives its agent.
             argv = [
+                "setpriv",
+                "--pdeathsig",
+                "KILL",
+                "--",
                 "unshare",
                 "--mount",
                 "--propagation",
