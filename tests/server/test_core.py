@@ -84,8 +84,7 @@ def test_results_filters(alice: Api) -> None:
 def test_abort_kills_the_whole_tree_and_skips_results(alice: Api) -> None:
     marker = f"hpcsnap-abort-{time.time_ns()}"
     uuid = alice.submit(
-        f"echo x > kept.txt; cp /bin/sleep {marker}; ./{marker} 300 & setsid sleep 301 & "
-        "sleep 302",
+        f"echo x > kept.txt; cp /bin/sleep {marker}; ./{marker} 300 & setsid sleep 301 & sleep 302",
         resultBucket="aborted",
     )
     alice.wait(uuid, {"FullyExecuting"})
