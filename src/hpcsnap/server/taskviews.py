@@ -140,6 +140,7 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
         "bytesTotal": snap.bytes_total,
         "bytesStored": snap.bytes_stored,
         "durationMs": snap.duration_ms,
+        "skippedTicks": snap.skipped_ticks,
         "parentId": snap.parent_id,
         "manifestDigest": snap.manifest_digest,
         "warnings": snap.warnings,
