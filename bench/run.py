@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=20_000, help="P1/P2 file count")
     parser.add_argument("--p3-gib", type=float, default=1.0)
     parser.add_argument("--p4-mib", type=int, default=1024)
-    parser.add_argument("--p4-work", type=int, default=60_000_000)
+    parser.add_argument("--p4-work", type=int, default=900_000_000, help="about 30 s of work")
     parser.add_argument("--p8-files", type=int, default=100_000)
     parser.add_argument("--report", type=Path, default=Path("test-artifacts/bench-report.md"))
     args = parser.parse_args(argv)
