@@ -55,13 +55,14 @@ class AgentClient:
         self,
         method: str,
         path: str,
-        body: BaseModel | dict[str, Any] | None = None,
+        body: BaseModel | dict[str, Any] | bytes | None = None,
         *,
         params: dict[str, Any] | None = None,
         patience: float | None = None,
         timeout: float | None = None,
     ) -> Any:
         payload = dump(body) if isinstance(body, BaseModel) else body
+        raw = payload if isinstance(payload, bytes) else None
         deadline = None if patience is None else time.monotonic() + patience
         delay = 0.2
         while True:
@@ -69,7 +70,9 @@ class AgentClient:
                 resp = self._http.request(
                     method,
                     self.base + path,
-                    json=payload,
+                    json=None if raw is not None else payload,
+                    content=raw,
+                    headers={"Content-Type": "application/json"} if raw is not None else None,
                     params=params,
                     timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
                 )

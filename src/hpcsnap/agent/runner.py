@@ -32,7 +32,7 @@ from hpcsnap.agent.jobsocket import SOCKET_NAME, JobSocket
 from hpcsnap.agent.logs import LogShipper
 from hpcsnap.agent.protocol import AgentEvents, AgentSpec, ResultsCommit, StateReport, TaskState
 from hpcsnap.agent.sandbox import Sandbox
-from hpcsnap.agent.snapshots import Snapshotter, file_entries
+from hpcsnap.agent.snapshots import Snapshotter, with_files
 from hpcsnap.blobstore import ContentStore, open_backend
 from hpcsnap.snapshot.capture import capture
 from hpcsnap.snapshot.filters import PathFilter
@@ -241,7 +241,7 @@ class TaskRunner:
         self.client.call(
             "POST",
             "/results",
-            ResultsCommit(files=file_entries(result.manifest), warnings=list(result.warnings)),
+            with_files(ResultsCommit(files=[], warnings=list(result.warnings)), result.manifest),
             patience=None,
         )
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from hpcsnap.blobstore.base import ContentChanged
 from hpcsnap.blobstore.content import ContentStore, tap
@@ -114,8 +114,18 @@ def _held_still(before: os.stat_result, after: os.stat_result) -> bool:
     )
 
 
+class _Pending(NamedTuple):
+    """A file to read: only what reading it needs (a full ``os.stat_result`` per file would
+    cost hundreds of bytes each on trees of 100,000 files)."""
+
+    path: str
+    raw: bytes
+    size: int
+    ino: int
+
+
 def _entry(
-    found: Found,
+    found: Found | _Pending,
     st: os.stat_result,
     kind: Kind,
     *,
@@ -155,7 +165,7 @@ class _Run:
         self.limiter = limiter
         self.progress = progress
         self.slots: dict[str, Entry | None] = {}
-        self.to_read: list[Found] = []
+        self.to_read: list[_Pending] = []
         self.warnings: list[str] = []
         self.unstable: list[str] = []
         self.files_reused = self.files_read = self.skipped_special = 0
@@ -203,7 +213,7 @@ class _Run:
                 self.read_link(found)
             else:
                 self.slots[found.path] = None
-                self.to_read.append(found)
+                self.to_read.append(_Pending(found.path, found.raw, st.st_size, st.st_ino))
                 self.size_to_upload += st.st_size
             if kind == "file":
                 self.planned_bytes += st.st_size
@@ -235,15 +245,16 @@ class _Run:
         self.report(force=True)
         # Inode order follows the disk layout far better than name order: on a cold cache this
         # turns scattered seeks into mostly sequential reads (the manifest keeps scan order).
-        for found in sorted(self.to_read, key=lambda f: f.stat.st_ino):
-            self.current_read, self.current_size = 0, found.stat.st_size
+        self.to_read.sort(key=lambda f: f.ino)
+        for found in self.to_read:
+            self.current_read, self.current_size = 0, found.size
             entry = self.read_file(found, max_tries)
             if entry is None:
                 del self.slots[found.path]
             else:
                 self.slots[found.path] = entry
                 self.files_read += 1
-            self.transferred += found.stat.st_size
+            self.transferred += found.size
             self.current_read = self.current_size = 0
             self.files_done += 1
             self.report()
@@ -251,7 +262,7 @@ class _Run:
             self.store.flush()
         self.report(force=True)
 
-    def read_file(self, found: Found, max_tries: int) -> Entry | None:
+    def read_file(self, found: _Pending, max_tries: int) -> Entry | None:
         for _ in range(max_tries):
             try:
                 before = self.tree.lstat(found.raw)
