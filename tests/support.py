@@ -79,6 +79,17 @@ class Api:
             f"task {uuid} to reach {states}",
         )
 
+    def wait_snapshot(self, uuid: str, snap_id: str, timeout: float = 30) -> dict[str, Any]:
+        """Poll a snapshot until it is ``Success`` or ``Failure``."""
+        return dict(
+            wait_for(
+                lambda: self.ok("GET", f"/tasks/{uuid}/snapshot/{snap_id}"),
+                lambda s: s["status"] in ("Success", "Failure"),
+                timeout,
+                f"snapshot {snap_id}",
+            )
+        )
+
     def upload(self, bucket: str, key: str, data: bytes) -> None:
         self.ok("PUT", f"/buckets/{bucket}/files/{key}", content=data)
 

@@ -1,4 +1,8 @@
-"""Snapshots end to end: periodic, manual, in-job, final; filters; incremental storage."""
+"""Snapshots end to end: periodic, manual, in-job, final; filters; limits; hostile /job.
+
+The acceptance scenario (periodic + labelled manual snapshot, incremental storage) runs on every
+deployment shape in ``tests/scaleout/test_cluster.py``.
+"""
 
 from __future__ import annotations
 
@@ -21,64 +25,6 @@ def user(server: ServerProcess) -> Api:
 
 def snapshots(api: Api, uuid: str) -> list[dict]:
     return list(api.ok("GET", f"/tasks/{uuid}/snapshots"))
-
-
-def wait_snapshot(api: Api, uuid: str, snap_id: str, timeout: float = 30) -> dict:
-    return wait_for(
-        lambda: api.ok("GET", f"/tasks/{uuid}/snapshot/{snap_id}"),
-        lambda s: s["status"] in ("Success", "Failure"),
-        timeout,
-        f"snapshot {snap_id}",
-    )
-
-
-def blob_files(server: ServerProcess) -> list[Path]:
-    return [p for p in (server.data_dir / "blobs").rglob("*") if p.is_file()]
-
-
-def test_acceptance_periodic_and_labelled_manual(user: Api, server: ServerProcess) -> None:
-    """A task writing a time step per second, periodic every 2 s, one labelled manual snapshot."""
-    cmd = (
-        "dd if=/dev/urandom of=mesh.bin bs=1M count=2 2>/dev/null; "
-        "for i in $(seq 1 9); do mkdir -p $i; echo step $i > $i/U; echo t=$i >> log.run; "
-        "sleep 1; done"
-    )
-    uuid = user.submit(cmd, snapshotInterval=2, resultBucket="acceptance")
-    user.wait(uuid, {"FullyExecuting"})
-    time.sleep(3)
-    posted = time.monotonic()
-    snap_id = user.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "mid-run"})["id"]
-    manual = wait_snapshot(user, uuid, snap_id)
-    latency = time.monotonic() - posted
-    assert manual["status"] == "Success", manual
-    assert latency < 5, latency
-    assert user.wait(uuid)["state"] == "Success"
-    snaps = snapshots(user, uuid)
-    periodic = [s for s in snaps if s["kind"] == "periodic" and s["status"] == "Success"]
-    labelled = [s for s in snaps if s["label"] == "mid-run"]
-    assert len(periodic) >= 3, snaps
-    assert len(labelled) == 1 and labelled[0]["directory"].endswith("_mid-run/")
-    keys = user.keys("acceptance")
-    mesh = user.download("acceptance", "mesh.bin")
-    for snap in periodic + labelled:
-        d = snap["directory"]
-        assert d.startswith("snapshots/20") and d.endswith("/")
-        mine = [k for k in keys if k.startswith(d)]
-        assert len(mine) == snap["filesTotal"], (d, mine)
-        assert f"{d}mesh.bin" in mine
-        assert user.download("acceptance", f"{d}mesh.bin") == mesh
-        steps = sorted(int(k[len(d) :].split("/")[0]) for k in mine if k.endswith("/U"))
-        assert steps == list(range(1, len(steps) + 1))
-        for step in steps:
-            assert user.download("acceptance", f"{d}{step}/U") == f"step {step}\n".encode()
-        log_run = user.download("acceptance", f"{d}log.run").decode()
-        assert log_run.startswith("t=1\n")
-    # incremental: the 2 MiB mesh was read once, then reused by every later snapshot
-    ordered = sorted(periodic + labelled, key=lambda s: s["triggerDate"])
-    assert all(s["filesReused"] >= 1 for s in ordered[1:])
-    assert sum(s["bytesStored"] for s in ordered) < 2 * len(mesh)
-    mesh_copies = [p for p in blob_files(server) if p.stat().st_size == len(mesh)]
-    assert len(mesh_copies) == 1
 
 
 def test_seed_filters_on_a_decomposed_case(user: Api) -> None:
@@ -104,7 +50,7 @@ def test_seed_filters_on_a_decomposed_case(user: Api) -> None:
         json={"label": "both", "whitelist": r"processor0/", "blacklist": ""},
     )["id"]
     for sid in (black, white, both):
-        assert wait_snapshot(user, uuid, sid)["status"] == "Success"
+        assert user.wait_snapshot(uuid, sid)["status"] == "Success"
     user.wait(uuid)
     by_label = {s["label"]: s for s in snapshots(user, uuid)}
     keys = user.keys("heat-filters")
@@ -158,9 +104,9 @@ def test_snapshot_rules(user: Api, server: ServerProcess) -> None:
         f"/tasks/{uuid}/snapshot",
         json={"whitelist": None, "blacklist": None, "bucket": None, "bucketPrefix": None},
     )["id"]
-    assert wait_snapshot(user, uuid, sid)["status"] == "Success"
+    assert user.wait_snapshot(uuid, sid)["status"] == "Success"
     sid = user.ok("POST", f"/tasks/{uuid}/snapshot", content=b"")["id"]
-    assert wait_snapshot(user, uuid, sid)["status"] == "Success"
+    assert user.wait_snapshot(uuid, sid)["status"] == "Success"
     user.ok("POST", f"/tasks/{uuid}/abort")
     user.wait(uuid)
 
@@ -207,7 +153,7 @@ def test_symlinks_and_fifos_in_job(user: Api) -> None:
     user.wait(uuid, {"FullyExecuting"})
     time.sleep(0.5)
     sid = user.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "hostile"})["id"]
-    snap = wait_snapshot(user, uuid, sid, timeout=20)
+    snap = user.wait_snapshot(uuid, sid, timeout=20)
     assert snap["status"] == "Success"
     user.ok("POST", f"/tasks/{uuid}/abort")
     user.wait(uuid)
@@ -231,7 +177,7 @@ def test_killed_mid_snapshot_is_failure_and_earlier_ones_intact(
     )
     api.wait(uuid, {"FullyExecuting"})
     first = api.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "first"})["id"]
-    assert wait_snapshot(api, uuid, first)["status"] == "Success"
+    assert api.wait_snapshot(uuid, first)["status"] == "Success"
     wait_for(lambda: api.get(f"/tasks/{uuid}/stdout").text, lambda _: True, 1, "")
     time.sleep(6)
     second = api.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "second"})["id"]
@@ -248,7 +194,7 @@ def test_killed_mid_snapshot_is_failure_and_earlier_ones_intact(
             continue
         if uuid.encode() in cmd and b"hpcsnap.agent" in cmd:
             os.kill(int(p.name), signal.SIGKILL)
-    snap = wait_snapshot(api, uuid, second, timeout=30)
+    snap = api.wait_snapshot(uuid, second, timeout=30)
     assert snap["status"] == "Failure" and snap["error"]
     assert api.wait(uuid, timeout=30)["state"] == "Failure"
     d = api.ok("GET", f"/tasks/{uuid}/snapshot/{first}")["directory"]

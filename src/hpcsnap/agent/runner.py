@@ -233,7 +233,7 @@ class TaskRunner:
             box.job,
             store,
             path_filter=PathFilter(spec.results_whitelist, spec.results_blacklist),
-            parent=Manifest(self.snapshotter.known.values()),
+            parent=self.snapshotter.known,
             baseline=baseline,
             include_unchanged_inputs=spec.include_unchanged_inputs,
         )

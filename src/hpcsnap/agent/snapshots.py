@@ -230,7 +230,7 @@ class Snapshotter:
                 self.root,
                 self.store,
                 path_filter=PathFilter(req.whitelist, req.blacklist),
-                parent=Manifest(self.known.values()),
+                parent=self.known,
                 baseline=self.baseline,
                 include_unchanged_inputs=self.include_unchanged_inputs,
                 progress=progress,

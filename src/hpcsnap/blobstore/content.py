@@ -106,6 +106,22 @@ def hash_file(path: str | bytes | os.PathLike[str]) -> tuple[str, int]:
         return _hash_stream(src)
 
 
+class _Hashing:
+    """Hash and size of the bytes passed to :meth:`update` (a ``tap`` callback)."""
+
+    def __init__(self) -> None:
+        self._hasher = xxhash.xxh3_128()
+        self.size = 0
+
+    def update(self, chunk: bytes) -> None:
+        self._hasher.update(chunk)
+        self.size += len(chunk)
+
+    @property
+    def digest(self) -> str:
+        return self._hasher.hexdigest()
+
+
 class ContentStore:
     """Blobs addressed by content hash within one namespace of ``backend``."""
 
@@ -154,37 +170,24 @@ class ContentStore:
         existing = self.backend.stat(key)
         if existing is not None:
             return Stored(digest, existing, written=False)
-        hasher = xxhash.xxh3_128()
-        size = 0
-
-        def on_data(chunk: bytes) -> None:
-            nonlocal size
-            hasher.update(chunk)
-            size += len(chunk)
+        seen = _Hashing()
 
         def on_eof() -> None:
-            if hasher.hexdigest() != digest:
+            if seen.digest != digest:
                 raise ContentChanged(f"{os.fsdecode(raw)!r} changed while it was being stored")
 
         with open_(raw) as src:
-            self.backend.put(key, tap(src, on_data, on_eof))
-        return Stored(digest, size, written=True)
+            self.backend.put(key, tap(src, seen.update, on_eof))
+        return Stored(digest, seen.size, written=True)
 
     def _put_staged(self, raw: bytes, open_: Opener) -> Stored:
         """One read: hash while the backend writes a temporary copy, then name it by the
         hash (or drop it if that content is already stored)."""
         assert isinstance(self.backend, Staging)
-        hasher = xxhash.xxh3_128()
-        size = 0
-
-        def on_data(chunk: bytes) -> None:
-            nonlocal size
-            hasher.update(chunk)
-            size += len(chunk)
-
+        seen = _Hashing()
         with open_(raw) as src:
-            staged = self.backend.stage(tap(src, on_data))
-        digest = hasher.hexdigest()
+            staged = self.backend.stage(tap(src, seen.update))
+        digest, size = seen.digest, seen.size
         try:
             key = self.key(digest)
             if self.backend.stat(key) is not None:

@@ -328,7 +328,7 @@ def capture(
     store: ContentStore,
     *,
     path_filter: PathFilter,
-    parent: Manifest | None = None,
+    parent: Mapping[str, Entry] | None = None,
     baseline: Manifest | None = None,
     include_unchanged_inputs: bool = False,
     progress: Callable[[Progress], None] | None = None,
@@ -340,8 +340,9 @@ def capture(
 ) -> CaptureResult:
     """Capture the outputs under ``root`` into ``store`` (see the module docstring).
 
-    ``parent`` is the manifest of the previous successful snapshot, ``baseline`` the one of
-    the inputs staged before the command started. ``progress`` is called at most every
+    ``parent`` maps paths to entries whose content is already stored (the previous successful
+    snapshot's manifest, or the union of several: no copy is made), ``baseline`` is the
+    manifest of the inputs staged before the command started. ``progress`` is called at most every
     :data:`PROGRESS_INTERVAL` seconds and once at the end. ``max_bytes_per_sec`` caps the read
     rate. ``opener`` opens a file from its path relative to ``root`` (bytes); the default never
     follows a symlink on the way and never opens anything but a regular file.
