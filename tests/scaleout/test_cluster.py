@@ -18,7 +18,6 @@ from tests.scaleout.cluster import (
     local_blob_sizes,
     s3_object_sizes,
     start_server,
-    wait_snapshot,
 )
 from tests.services import MEASUREMENTS, Postgres, S3Server, SlurmCluster
 from tests.support import Api, ServerProcess, wait_for
@@ -167,7 +166,7 @@ def test_two_servers_share_one_postgresql(
         via_a.wait(uuid, {"FullyExecuting"})
         a.stop()
         snap = via_b.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "via-b"})["id"]
-        assert wait_snapshot(via_b, uuid, snap)["status"] == "Success"
+        assert via_b.wait_snapshot(uuid, snap)["status"] == "Success"
         assert via_b.wait(uuid)["state"] == "Success"
         assert via_b.download("outlive", "n.txt") == b"1\n2\n3\n4\n5\n6\n"
         assert {t["uuid"] for t in via_b.ok("GET", "/tasks")} >= {*uuids, uuid}
