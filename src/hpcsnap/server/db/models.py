@@ -135,6 +135,10 @@ class Task(Base):
     stdout_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
     stderr_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
     job_mode: Mapped[str | None] = mapped_column(String(16), default=None)
+    #: ``{"taskUuid": ..., "snapshotId": ...}``: /job is restored from that snapshot before start.
+    resume_from: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    #: Keep only the last N periodic snapshots (None: keep all).
+    snapshot_retention: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class LogChunk(Base):
@@ -180,3 +184,5 @@ class Snapshot(Base):
     warnings: Mapped[list[Any]] = mapped_column(JSON, default=list)
     duration_ms: Mapped[int | None] = mapped_column(Integer, default=None)
     skipped_ticks: Mapped[int] = mapped_column(Integer, default=0)
+    #: Set when the snapshot was deleted (by retention or on request); its keys are gone.
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
