@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hpcsnap.agent.protocol import ACTIVE_STATES, FileEntry, TaskState
@@ -156,7 +157,10 @@ def publish(
     snapshot_id: str | None = None,
     replace: bool = True,
 ) -> int:
-    """Add (or overwrite) ``prefix + path`` for every file, in the caller's transaction."""
+    """Add (or overwrite) ``prefix + path`` for every file, in the caller's transaction.
+
+    ``replace`` overwrites existing keys (an upsert on SQLite and PostgreSQL).
+    """
     files = list(files)
     for f in files:
         check_key(prefix + f.path)
@@ -173,15 +177,32 @@ def publish(
         }
         for f in files
     ]
-    chunk = 500
-    if replace:
-        keys = [prefix + f.path for f in files]
-        for i in range(0, len(keys), chunk):
-            session.execute(
-                delete(Object).where(
-                    Object.bucket_id == bucket.id, Object.key.in_(keys[i : i + chunk])
+    table = cast(Table, Object.__table__)
+    connection = session.connection()
+    dialect = connection.dialect.name
+    stmt: Any
+    if replace and dialect in ("sqlite", "postgresql"):
+        # One statement per batch: insert, or overwrite the key's row where it exists.
+        upsert = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
+        stmt = upsert.on_conflict_do_update(
+            index_elements=[table.c.bucket_id, table.c.key],
+            set_={
+                name: upsert.excluded[name]
+                for name in ("owner_id", "digest", "size", "mtime_ns", "md5", "snapshot_id")
+            }
+            | {"etag": None, "meta": None},
+        )
+    else:
+        if replace:
+            keys = [row["key"] for row in rows]
+            for i in range(0, len(keys), 500):
+                session.execute(
+                    delete(table).where(
+                        table.c.bucket_id == bucket.id, table.c.key.in_(keys[i : i + 500])
+                    )
                 )
-            )
+        stmt = insert(table)
+    # Core (not ORM) executemany: a snapshot publishes every key of its tree, often 10^4 rows.
     for i in range(0, len(rows), 5000):
-        session.execute(insert(Object), rows[i : i + 5000])
+        connection.execute(stmt, rows[i : i + 5000])
     return len(rows)

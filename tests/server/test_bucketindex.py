@@ -1,0 +1,93 @@
+"""Publishing keys into a bucket's index, on SQLite and PostgreSQL (the same statements)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from hpcsnap.agent.protocol import FileEntry
+from hpcsnap.server import bucketindex as bx
+from hpcsnap.server.db import Bucket, Object, User
+from hpcsnap.server.db.session import Database
+from tests.services import Postgres
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    else:
+        pg: Postgres = request.getfixturevalue("postgres")
+        url = pg.create_database(f"publish_{tmp_path.name[-12:].lower()}")
+    database = Database(url)
+    database.upgrade()
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+def entry(path: str, digest: str, size: int = 1) -> FileEntry:
+    return FileEntry(path=path, digest=digest, size=size, mtime_ns=7)
+
+
+def test_publish_inserts_then_overwrites_in_place(db: Database) -> None:
+    with db.session() as session:
+        user = User(name="u", email="u@example.org")
+        session.add(user)
+        session.flush()
+        bucket = Bucket(owner_id=user.id, name="bucket")
+        session.add(bucket)
+        session.flush()
+        other = Bucket(owner_id=user.id, name="other")
+        session.add(other)
+        session.flush()
+        bx.publish(session, other, "", [entry("a", "0" * 32)])
+        bx.publish(session, bucket, "", [entry("a", "1" * 32), entry("d/b", "2" * 32)])
+        session.commit()
+        # A user's upload carried S3 metadata: overwriting the key drops it with the content.
+        row = session.scalars(
+            select(Object).where(Object.key == "a", Object.bucket_id == bucket.id)
+        ).one()
+        row.meta = {"content-type": "text/plain"}
+        row.etag = "x-1"
+        session.commit()
+        n = bx.publish(
+            session,
+            bucket,
+            "",
+            [entry("a", "3" * 32, 5), entry("d/c", "4" * 32)],
+            snapshot_id="s1",
+        )
+        session.commit()
+        assert n == 2
+    with db.session() as session:
+        rows = sorted(
+            (o.key, o.digest, o.size, o.snapshot_id, o.etag, o.meta)
+            for o in session.scalars(select(Object).where(Object.bucket_id == bucket.id))
+        )
+        assert rows == [
+            ("a", "3" * 32, 5, "s1", None, None),
+            ("d/b", "2" * 32, 1, None, None, None),
+            ("d/c", "4" * 32, 1, "s1", None, None),
+        ]
+        # The same key in another bucket is untouched.
+        assert session.scalars(select(Object.digest).where(Object.bucket_id == other.id)).all() == [
+            "0" * 32
+        ]
+
+
+def test_publish_refuses_unsafe_keys_before_writing(db: Database) -> None:
+    with db.session() as session:
+        user = User(name="v", email="v@example.org")
+        session.add(user)
+        session.flush()
+        bucket = Bucket(owner_id=user.id, name="bucket")
+        session.add(bucket)
+        session.flush()
+        with pytest.raises(Exception, match="key"):
+            bx.publish(session, bucket, "snap/", [entry("ok", "1" * 32), entry("../x", "2" * 32)])
+        assert session.scalars(select(Object)).all() == []
