@@ -56,7 +56,6 @@ def delete_snapshot(session: Session, snap: Snapshot) -> None:
         )
     session.execute(delete(Object).where(Object.snapshot_id == snap.id))
     snap.deleted_at = utcnow()
-    snap.last_update_date = snap.deleted_at
 
 
 def expired(session: Session, task: Task) -> Sequence[Snapshot]:
