@@ -202,7 +202,8 @@ def test_verify_finds_a_flipped_byte_and_a_missing_blob(
         "ver-res",
         "--wait",
         "--",
-        "head -c 300000 /dev/urandom > a.bin; echo hello > b.txt; hpcsnap job snapshot --label v >/dev/null",
+        "head -c 300000 /dev/urandom > a.bin; echo hello > b.txt; "
+        "hpcsnap job snapshot --label v >/dev/null",
     )
     clean = cli("verify", uuid)
     assert "OK, 2 file(s)" in clean.stdout and "PROBLEMS" not in clean.stdout
