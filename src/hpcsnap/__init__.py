@@ -41,6 +41,7 @@ from hpcsnap.sdk import (
     TaskSubmittedError,
     TransferError,
     UnauthorizedError,
+    Verification,
     WaitTimeoutError,
 )
 
@@ -73,6 +74,7 @@ __all__ = [
     "TaskSubmittedError",
     "TransferError",
     "UnauthorizedError",
+    "Verification",
     "WaitTimeoutError",
     "__version__",
 ]

@@ -17,10 +17,19 @@ log = logging.getLogger(__name__)
 class ServerRefused(Exception):
     """The server answered 4xx: the request itself is wrong, retrying will not help."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+        #: The other fields of the JSON answer (e.g. ``missingDigests``).
+        self.details = details or {}
+
+    @property
+    def missing_digests(self) -> list[str]:
+        """The blobs a refused commit references that are no longer stored (freed by garbage
+        collection since this agent stored them): store them again, then retry."""
+        found = self.details.get("missingDigests") if self.status == 409 else None
+        return [str(d) for d in found] if isinstance(found, list) else []
 
 
 class CredentialRevoked(ServerRefused):
@@ -85,13 +94,21 @@ class AgentClient:
                 if resp.status_code == 401:
                     raise CredentialRevoked(401, message)
                 if resp.status_code < 500 and resp.status_code != 429:
-                    raise ServerRefused(resp.status_code, message)
+                    raise ServerRefused(resp.status_code, message, _details(resp))
                 problem = f"HTTP {resp.status_code}: {message}"
             if deadline is not None and time.monotonic() + delay > deadline:
                 raise ServerUnreachable(f"{method} {path}: {problem}")
             log.warning("%s %s failed (%s); retrying in %.1f s", method, path, problem, delay)
             time.sleep(delay)
             delay = min(delay * 2, self.max_backoff)
+
+
+def _details(resp: httpx.Response) -> dict[str, Any]:
+    try:
+        data = resp.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _message(resp: httpx.Response) -> str:

@@ -229,21 +229,27 @@ class TaskRunner:
         self, spec: AgentSpec, store: ContentStore, box: Sandbox, baseline: Manifest
     ) -> None:
         assert self.snapshotter is not None
-        result = capture(
-            box.job,
-            store,
-            path_filter=PathFilter(spec.results_whitelist, spec.results_blacklist),
-            parent=self.snapshotter.known,
-            baseline=baseline,
-            include_unchanged_inputs=spec.include_unchanged_inputs,
-        )
-        store.flush()
-        self.client.call(
-            "POST",
-            "/results",
-            with_files(ResultsCommit(files=[], warnings=list(result.warnings)), result.manifest),
-            patience=None,
-        )
+        for attempt in (1, 2):
+            result = capture(
+                box.job,
+                store,
+                path_filter=PathFilter(spec.results_whitelist, spec.results_blacklist),
+                parent=self.snapshotter.known,
+                baseline=baseline,
+                include_unchanged_inputs=spec.include_unchanged_inputs,
+            )
+            store.flush()
+            body = ResultsCommit(files=[], warnings=list(result.warnings))
+            try:
+                self.client.call(
+                    "POST", "/results", with_files(body, result.manifest), patience=None
+                )
+            except ServerRefused as exc:
+                if attempt == 2 or not exc.missing_digests:
+                    raise
+                self.snapshotter.forget(exc.missing_digests)  # freed meanwhile: store again
+                continue
+            return
 
     def report(self, state: TaskState, **fields: object) -> None:
         try:

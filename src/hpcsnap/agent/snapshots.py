@@ -3,7 +3,9 @@
 Every successful capture is published by the server in one transaction (``commit``); a capture
 that fails is reported ``Failure`` and changes nothing that was published before. Change
 detection uses every file this agent has already stored (the union of its successful captures),
-so a file is read once however the filters of successive snapshots differ.
+so a file is read once however the filters of successive snapshots differ. When snapshots are
+deleted, the server may free content this agent still reuses: it then refuses the commit, naming
+the missing blobs, and the agent forgets them and captures again (once).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from hpcsnap.agent.client import AgentClient, CredentialRevoked
+from hpcsnap.agent.client import AgentClient, CredentialRevoked, ServerRefused
 from hpcsnap.agent.priority import lower_this_thread
 from hpcsnap.agent.protocol import (
     NewSnapshot,
@@ -226,18 +228,26 @@ class Snapshotter:
 
         try:
             self._report(req.id, SnapshotStatus.IN_PROGRESS, None)
-            result = capture(
-                self.root,
-                self.store,
-                path_filter=PathFilter(req.whitelist, req.blacklist),
-                parent=self.known,
-                baseline=self.baseline,
-                include_unchanged_inputs=self.include_unchanged_inputs,
-                progress=progress,
-                soft_limit=self.soft_limit,
-                hard_limit=self.hard_limit,
-            )
-            self.commit(req, result, started)
+            for attempt in (1, 2):
+                result = capture(
+                    self.root,
+                    self.store,
+                    path_filter=PathFilter(req.whitelist, req.blacklist),
+                    parent=self.known,
+                    baseline=self.baseline,
+                    include_unchanged_inputs=self.include_unchanged_inputs,
+                    progress=progress,
+                    soft_limit=self.soft_limit,
+                    hard_limit=self.hard_limit,
+                )
+                try:
+                    self.commit(req, result, started)
+                except ServerRefused as exc:
+                    if attempt == 2 or not exc.missing_digests:
+                        raise
+                    self.forget(exc.missing_digests)
+                    continue
+                break
             job.ok = True
         except CredentialRevoked:
             job.error = "the task has ended"
@@ -253,6 +263,14 @@ class Snapshotter:
                 )
             except Exception:
                 log.exception("could not report the failure of snapshot %s", req.id)
+
+    def forget(self, digests: list[str]) -> None:
+        """Stop reusing content the server says is no longer stored (a snapshot holding it was
+        deleted and its blobs freed): the files are read and stored again next time."""
+        gone = set(digests)
+        log.warning("%d blob(s) were freed by the server; storing them again", len(gone))
+        self.known = {p: e for p, e in self.known.items() if e.digest not in gone}
+        self.manifests = ManifestStore(self.store)
 
     def _report(self, snap_id: str, status: SnapshotStatus, p: Progress | None) -> None:
         body = SnapshotProgress(status=status)

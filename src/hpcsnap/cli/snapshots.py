@@ -92,14 +92,28 @@ def snapshots(task_ref: str, as_json: bool) -> None:
 @click.argument("interval", type=click.IntRange(min=0))
 @click.option("--whitelist", metavar="REGEX", default=None, help="New snapshot whitelist.")
 @click.option("--blacklist", metavar="REGEX", default=None, help="New snapshot blacklist.")
-def periodic(task_ref: str, interval: int, whitelist: str | None, blacklist: str | None) -> None:
+@click.option(
+    "--retention",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Keep only the last N periodic snapshots.",
+)
+def periodic(
+    task_ref: str,
+    interval: int,
+    whitelist: str | None,
+    blacklist: str | None,
+    retention: int | None,
+) -> None:
     """Snapshot a task every INTERVAL seconds from now on (0 stops it).
 
     Filters given here become the task's snapshot filters ('' clears one).
     """
     task = find_task(connection(), task_ref)
-    task.snapshot_periodic(interval, whitelist, blacklist)
+    task.snapshot_periodic(interval, whitelist, blacklist, retention=retention)
     every = f"every {task.snapshot_interval} s" if task.snapshot_interval else "off"
+    if task.snapshot_retention:
+        every += f", keeping the last {task.snapshot_retention}"
     filters = "".join(
         f", {kind} {value}"
         for kind, value in (

@@ -85,6 +85,12 @@ def wait_for_end(task: Task, *, quiet: bool = False) -> None:
 @click.option("--results", metavar="BUCKET", default=None, help="Result bucket [task-<uuid>].")
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Environment variable.")
 @click.option("--snapshot-interval", type=int, default=None, help="Periodic snapshots (s).")
+@click.option(
+    "--retention",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Keep only the last N periodic snapshots.",
+)
 @click.option("--snapshot-whitelist", metavar="REGEX", default=None, help="Snapshot only these.")
 @click.option("--snapshot-blacklist", metavar="REGEX", default=None, help="Leave these out.")
 @click.option("--results-whitelist", metavar="REGEX", default=None, help="Upload only these.")
@@ -111,6 +117,7 @@ def submit(
     results: str | None,
     env: tuple[str, ...],
     snapshot_interval: int | None,
+    retention: int | None,
     snapshot_whitelist: str | None,
     snapshot_blacklist: str | None,
     results_whitelist: str | None,
@@ -142,6 +149,7 @@ def submit(
         task.results = conn.create_bucket(results)
     if snapshot_interval:
         task.snapshot(snapshot_interval)
+    task.snapshot_retention = retention
     task.snapshot_whitelist = snapshot_whitelist
     task.snapshot_blacklist = snapshot_blacklist
     task.results_whitelist = results_whitelist

@@ -41,7 +41,7 @@ from hpcsnap.sdk.errors import (
     WaitTimeoutError,
 )
 from hpcsnap.sdk.progress import ProgressHook
-from hpcsnap.sdk.snapshot import Snapshot
+from hpcsnap.sdk.snapshot import Snapshot, Verification
 from hpcsnap.sdk.states import SnapshotStatus, TaskState
 from hpcsnap.sdk.task import Task
 
@@ -74,5 +74,6 @@ __all__ = [
     "TaskSubmittedError",
     "TransferError",
     "UnauthorizedError",
+    "Verification",
     "WaitTimeoutError",
 ]

@@ -16,7 +16,7 @@ from hpcsnap.sdk.states import SnapshotStatus
 if TYPE_CHECKING:
     from hpcsnap.sdk.connection import Connection
 
-__all__ = ["Snapshot"]
+__all__ = ["Snapshot", "Verification"]
 
 
 def parse_date(value: Any) -> dt.datetime | None:
@@ -66,6 +66,8 @@ class Snapshot:
     parent_id: str | None = None
     warnings: tuple[str, ...] = ()
     error: str | None = None
+    #: When it was deleted (its files are gone), or None.
+    deleted_at: dt.datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _connection: Connection | None = field(default=None, repr=False, compare=False)
 
@@ -96,6 +98,7 @@ class Snapshot:
             parent_id=data.get("parentId"),
             warnings=tuple(str(w) for w in data.get("warnings") or ()),
             error=data.get("error"),
+            deleted_at=parse_date(data.get("deletedAt")),
             raw=dict(data),
             _connection=connection,
         )
@@ -116,6 +119,8 @@ class Snapshot:
     def _bucket(self) -> Bucket:
         if self._connection is None or not self.bucket_name:
             raise SnapshotNotReadyError(f"snapshot {self.id} is not bound to a connection")
+        if self.deleted_at is not None:
+            raise SnapshotNotReadyError(f"snapshot {self.id} was deleted: its files are gone")
         if not self.succeeded:
             why = f"failed: {self.error}" if self.failed else f"is {self.status.value}"
             hint = "" if self.failed else "; wait for it with task.wait_snapshot(id) first"
@@ -138,4 +143,32 @@ class Snapshot:
         bucket = self._bucket()
         return download_files(
             bucket, bucket.list_files(), Path(output_dir), strip=self.directory, progress=progress
+        )
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of re-reading stored content and re-hashing it against what it should be
+    (:meth:`Task.verify_snapshot`, :meth:`Task.verify_results`)."""
+
+    #: Files checked, and bytes re-read (content shared by several files is read once).
+    files: int
+    bytes: int
+    #: Paths (snapshot) or keys (results) whose content is absent, or whose bytes differ.
+    missing: tuple[str, ...] = ()
+    corrupted: tuple[str, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.corrupted
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Verification:
+        return cls(
+            files=_int(data.get("files")),
+            bytes=_int(data.get("bytes")),
+            missing=tuple(str(p) for p in data.get("missing") or ()),
+            corrupted=tuple(str(p) for p in data.get("corrupted") or ()),
+            raw=dict(data),
         )

@@ -26,7 +26,7 @@ from hpcsnap.sdk.errors import (
     WaitTimeoutError,
 )
 from hpcsnap.sdk.progress import ProgressHook, report
-from hpcsnap.sdk.snapshot import Snapshot, parse_date
+from hpcsnap.sdk.snapshot import Snapshot, Verification, parse_date
 from hpcsnap.sdk.states import FINAL_STATES, TaskState
 
 if TYPE_CHECKING:
@@ -125,6 +125,7 @@ class Task:
         self._results_blacklist: str | None = None
         self._upload_results_on_cancellation: bool | None = None
         self._snapshot_interval = 0
+        self._snapshot_retention: int | None = None
         self._snapshot_bucket: str | None = None
         self._snapshot_bucket_prefix: str | None = None
         self._wall_time_limit: int | str | None = None
@@ -194,6 +195,7 @@ class Task:
         self._results_blacklist = data.get("resultsBlacklist")
         self._upload_results_on_cancellation = data.get("uploadResultsOnCancellation")
         self._snapshot_interval = int(data.get("snapshotInterval") or 0)
+        self._snapshot_retention = data.get("snapshotRetention")
         self._snapshot_bucket = data.get("snapshotBucket")
         self._snapshot_bucket_prefix = data.get("snapshotBucketPrefix")
         self._wall_time_limit = data.get("wallTimeLimit")
@@ -381,6 +383,21 @@ class Task:
         return self._snapshot_interval
 
     @property
+    def snapshot_retention(self) -> int | None:
+        """Keep only the last N successful periodic snapshots (None: keep all). Manual,
+        labelled and in-job snapshots and the newest successful one are never deleted by it."""
+        self._fresh()
+        return self._snapshot_retention
+
+    @snapshot_retention.setter
+    def snapshot_retention(self, value: int | None) -> None:
+        if self._uuid is None:
+            self._snapshot_retention = value
+            return
+        self.update()
+        self._post_periodic({"interval": self._snapshot_interval, "retention": value})
+
+    @property
     def upload_results_on_cancellation(self) -> bool | None:
         """Upload the results of an aborted task too (default: no)."""
         return self._upload_results_on_cancellation
@@ -440,6 +457,7 @@ class Task:
             "resultsBlacklist": self._results_blacklist,
             "uploadResultsOnCancellation": self._upload_results_on_cancellation,
             "snapshotInterval": self._snapshot_interval or None,
+            "snapshotRetention": self._snapshot_retention,
             "snapshotBucket": self._snapshot_bucket,
             "snapshotBucketPrefix": self._snapshot_bucket_prefix,
             "wallTimeLimit": self._wall_time_limit,
@@ -596,6 +614,7 @@ class Task:
         self._snapshot_interval = int(answer.get("interval", body["interval"]))
         self._snapshot_whitelist = answer.get("whitelist")
         self._snapshot_blacklist = answer.get("blacklist")
+        self._snapshot_retention = answer.get("retention")
 
     def snapshot(
         self,
@@ -604,11 +623,14 @@ class Task:
         blacklist: str | None = None,
         bucket: BucketRef | None = None,
         bucket_prefix: str | None = None,
+        *,
+        retention: int | None = None,
     ) -> None:
         """Take a snapshot every ``interval`` seconds (0 stops them).
 
         Before submission the settings are kept and sent with the task; on a submitted task they
-        apply at once. Filters given here become the task's snapshot filters.
+        apply at once. Filters given here become the task's snapshot filters. ``retention``
+        (if given) keeps only the last N periodic snapshots, see :attr:`snapshot_retention`.
         """
         bucket_name = self._bucket(bucket).name if bucket is not None else None
         if self._uuid is None:
@@ -621,16 +643,19 @@ class Task:
                 self._snapshot_bucket = bucket_name
             if bucket_prefix is not None:
                 self._snapshot_bucket_prefix = bucket_prefix
+            if retention is not None:
+                self._snapshot_retention = retention
             return
-        self._post_periodic(
-            {
-                "interval": int(interval),
-                "whitelist": whitelist,
-                "blacklist": blacklist,
-                "bucket": bucket_name,
-                "bucketPrefix": bucket_prefix,
-            }
-        )
+        body: dict[str, Any] = {
+            "interval": int(interval),
+            "whitelist": whitelist,
+            "blacklist": blacklist,
+            "bucket": bucket_name,
+            "bucketPrefix": bucket_prefix,
+        }
+        if retention is not None:
+            body["retention"] = retention
+        self._post_periodic(body)
 
     def snapshot_periodic(
         self,
@@ -639,9 +664,11 @@ class Task:
         blacklist: str | None = None,
         bucket: BucketRef | None = None,
         bucket_prefix: str | None = None,
+        *,
+        retention: int | None = None,
     ) -> None:
         """Same as :meth:`snapshot` (the name the seed uses for it)."""
-        self.snapshot(interval, whitelist, blacklist, bucket, bucket_prefix)
+        self.snapshot(interval, whitelist, blacklist, bucket, bucket_prefix, retention=retention)
 
     def instant(
         self,
@@ -729,3 +756,23 @@ class Task:
         """Download a snapshot (its id, a :class:`Snapshot`, or ``"latest"``) into
         ``output_dir``: its files at their path relative to /job."""
         return self._resolve_snapshot(snapshot).download(output_dir, progress=progress)
+
+    def delete_snapshot(self, snapshot: Snapshot | str) -> Snapshot:
+        """Delete one finished snapshot (its id or a :class:`Snapshot`): its files go at once,
+        its content once nothing else references it. Returns its record, now deleted.
+        Raises :class:`~hpcsnap.ConflictError` while it is still being taken."""
+        snap_id = snapshot.id if isinstance(snapshot, Snapshot) else snapshot
+        data = self._http.json("DELETE", self._url("snapshot", snap_id))
+        return Snapshot.from_json(data, self._connection)
+
+    def verify_snapshot(self, snapshot: Snapshot | str) -> Verification:
+        """Have the server re-read and re-hash every stored file of a successful snapshot
+        against its manifest (``"latest"`` accepted)."""
+        snap_id = self._resolve_snapshot(snapshot).id
+        data = self._http.json("POST", self._url("snapshot", snap_id, "verify"))
+        return Verification.from_json(data)
+
+    def verify_results(self) -> Verification:
+        """Have the server re-hash the task's results (the keys of its result bucket that are
+        not part of a snapshot)."""
+        return Verification.from_json(self._http.json("POST", self._url("results", "verify")))

@@ -15,9 +15,13 @@ class ApiError(Exception):
 
     status = 400
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        #: Extra fields of the JSON answer, for programs (e.g. the digests a commit lacks).
+        self.details = details or {}
         if status is not None:
             self.status = status
 
@@ -52,7 +56,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"message": exc.message}, status_code=exc.status)
+        return JSONResponse({**exc.details, "message": exc.message}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,8 +10,9 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from hpcsnap.agent.protocol import SnapshotCommit, SnapshotRequest, SnapshotStatus
+from hpcsnap.blobstore import ContentStore
+from hpcsnap.server import blobrefs, notify
 from hpcsnap.server import bucketindex as bx
-from hpcsnap.server import notify
 from hpcsnap.server.db import Snapshot, Task
 from hpcsnap.server.db.models import utcnow
 from hpcsnap.server.errors import BadRequest, Conflict
@@ -98,10 +99,19 @@ def as_request(snap: Snapshot) -> SnapshotRequest:
     )
 
 
-def commit_snapshot(session: Session, task: Task, snap: Snapshot, body: SnapshotCommit) -> None:
-    """Publish every key of a finished capture and mark it ``Success``, in one transaction."""
+def commit_snapshot(
+    session: Session, store: ContentStore, task: Task, snap: Snapshot, body: SnapshotCommit
+) -> None:
+    """Publish every key of a finished capture and mark it ``Success``, in one transaction.
+
+    Every blob it references must still be stored (:func:`blobrefs.check_stored`): a digest
+    the agent reused from an earlier capture may have been freed since (409, and the agent
+    stores it again)."""
     if snap.status not in (SnapshotStatus.TRIGGERED, SnapshotStatus.IN_PROGRESS):
         raise Conflict(f"snapshot {snap.id} is already {snap.status}")
+    digests = {f.digest for f in body.files}
+    digests.add(body.manifest_digest)
+    blobrefs.check_stored(session, store, task.owner_id, digests)
     assert snap.bucket is not None and snap.directory is not None
     bucket = bx.ensure_bucket(session, task.owner_id, snap.bucket)
     bx.publish(session, bucket, snap.directory, body.files, snapshot_id=snap.id, replace=True)

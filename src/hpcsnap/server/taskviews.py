@@ -98,6 +98,7 @@ def task_json(task: Task) -> dict[str, Any]:
         "snapshotBlacklist": task.snapshot_blacklist,
         "snapshotBucket": task.snapshot_bucket,
         "snapshotBucketPrefix": task.snapshot_prefix,
+        "snapshotRetention": task.snapshot_retention,
         "resultsWhitelist": task.results_whitelist,
         "resultsBlacklist": task.results_blacklist,
         "uploadResultsOnCancellation": task.upload_results_on_cancellation,
@@ -145,4 +146,6 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
         "manifestDigest": snap.manifest_digest,
         "warnings": snap.warnings,
         "error": snap.error,
+        "deleted": snap.deleted_at is not None,
+        "deletedAt": fmt_date_ms(snap.deleted_at),
     }

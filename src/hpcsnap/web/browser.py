@@ -8,17 +8,19 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response, StreamingResponse
+from fastapi.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from hpcsnap.blobstore.base import BlobError
 from hpcsnap.server import bucketindex as bx
+from hpcsnap.server import retention
 from hpcsnap.server.api.buckets import iter_blob
 from hpcsnap.server.api.tasks import get_task
 from hpcsnap.server.errors import NotFound
 from hpcsnap.snapshot.manifest import Manifest, ManifestError
 from hpcsnap.web import queries
 from hpcsnap.web.archive import Member, tar_gz
-from hpcsnap.web.deps import Me, WebRoute, server_ctx
+from hpcsnap.web.deps import Me, WebRoute, check_csrf, server_ctx
 from hpcsnap.web.render import page
 from hpcsnap.web.submit import slug
 from hpcsnap.web.tree import (
@@ -88,6 +90,22 @@ def browse(request: Request, task_uuid: str, snapshot_id: str, user: Me, path: s
         view_limit=VIEW_LIMIT,
         base=f"/tasks/{task.uuid}/snapshots/{snap.id}",
     )
+
+
+@router.post("/tasks/{task_uuid}/snapshots/{snapshot_id}/delete")
+async def delete(request: Request, task_uuid: str, snapshot_id: str, user: Me) -> Response:
+    """Delete the snapshot (see :mod:`hpcsnap.server.retention`), back to the task page."""
+    await check_csrf(request, user, await request.form())
+    ctx = server_ctx(request)
+
+    def apply() -> None:
+        with ctx.db.session() as s:
+            task = get_task(s, user.caller, task_uuid)
+            retention.delete_snapshot(s, queries.snapshot_of(s, task, snapshot_id))
+        retention.collect_pending(ctx.db, ctx.store(user.id), user.id)
+
+    await run_in_threadpool(apply)
+    return RedirectResponse(f"/tasks/{task_uuid}?done=deleted", status_code=303)
 
 
 @router.get("/tasks/{task_uuid}/snapshots/{snapshot_id}/files/{path:path}")

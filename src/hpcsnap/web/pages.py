@@ -44,6 +44,7 @@ DONE_MESSAGES = {
     "periodic": "Periodic snapshot settings saved.",
     "stopped": "Periodic snapshots stopped.",
     "abort": "Abort requested.",
+    "deleted": "Snapshot deleted.",
 }
 
 

@@ -49,7 +49,9 @@ def task_rows(session: Session, owner_id: int, state: str | None) -> list[TaskRo
 
 def snapshots_of(session: Session, task_uuid: str) -> Sequence[Snapshot]:
     return session.scalars(
-        select(Snapshot).where(Snapshot.task_uuid == task_uuid).order_by(Snapshot.trigger_date)
+        select(Snapshot)
+        .where(Snapshot.task_uuid == task_uuid, Snapshot.deleted_at.is_(None))
+        .order_by(Snapshot.trigger_date)
     ).all()
 
 

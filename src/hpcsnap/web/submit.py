@@ -43,6 +43,7 @@ TEXT_FIELDS = (
     "results_blacklist",
     "snapshot_interval",
     "snapshot_unit",
+    "snapshot_retention",
     "snapshot_whitelist",
     "snapshot_blacklist",
     "snapshot_bucket",
@@ -66,6 +67,7 @@ API_FIELDS = {
     "command": "command",
     "wallTimeLimit": "wall_time",
     "snapshotInterval": "snapshot_interval",
+    "snapshotRetention": "snapshot_retention",
     "resultBucket": "result_bucket",
     "snapshotBucket": "snapshot_bucket",
     "snapshotBucketPrefix": "snapshot_prefix",
@@ -167,6 +169,9 @@ def submission_body(values: dict[str, Any], upload_bucket: str | None) -> dict[s
             raise FieldError("snapshot_interval", exc.message) from None
         if interval == 0:
             raise FieldError("snapshot_interval", "give an interval, or untick periodic snapshots")
+    keep = values.get("snapshot_retention", "").strip()
+    if keep and not (keep.isdigit() and int(keep) >= 1):
+        raise FieldError("snapshot_retention", "a whole number of snapshots (at least 1), or empty")
     buckets = list(values.get("buckets", []))
     if upload_bucket:
         buckets.insert(0, upload_bucket)
@@ -186,6 +191,7 @@ def submission_body(values: dict[str, Any], upload_bucket: str | None) -> dict[s
         "resultsWhitelist": values.get("results_whitelist") or None,
         "resultsBlacklist": values.get("results_blacklist") or None,
         "snapshotInterval": interval,
+        "snapshotRetention": int(keep) if keep and interval else None,
         "snapshotWhitelist": values.get("snapshot_whitelist") or None,
         "snapshotBlacklist": values.get("snapshot_blacklist") or None,
         "snapshotBucket": text("snapshot_bucket"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Annotated, Any
 
@@ -32,8 +33,8 @@ from hpcsnap.agent.protocol import (
     TaskState,
     dump,
 )
+from hpcsnap.server import blobrefs, notify, retention
 from hpcsnap.server import bucketindex as bx
-from hpcsnap.server import notify
 from hpcsnap.server.api.deps import AnyCaller, Ctx
 from hpcsnap.server.auth import Caller
 from hpcsnap.server.context import ServerContext
@@ -43,6 +44,7 @@ from hpcsnap.server.errors import Conflict, NotFound
 from hpcsnap.server.lifecycle import set_state
 from hpcsnap.server.snapshots import as_request, commit_snapshot, create_snapshot
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/agent/tasks/{task_uuid}", tags=["agent"], include_in_schema=False)
 
 
@@ -202,6 +204,8 @@ def commit_results(task_uuid: str, body: ResultsCommit, agent: Agent, ctx: Ctx) 
         task = _task(session, task_uuid)
         assert task.result_bucket is not None
         bucket = bx.ensure_bucket(session, task.owner_id, task.result_bucket)
+        store = ctx.store(task.owner_id)
+        blobrefs.check_stored(session, store, task.owner_id, {f.digest for f in body.files})
         count = bx.publish(session, bucket, "", body.files, replace=True)
         task.results_count += 1
         if body.warnings:
@@ -268,5 +272,12 @@ def snapshot_commit(
     with ctx.db.session() as session:
         task = _task(session, task_uuid)
         snap = _snapshot(session, task_uuid, snapshot_id)
-        commit_snapshot(session, task, snap, body)
-        return {"status": snap.status, "directory": snap.directory or ""}
+        commit_snapshot(session, ctx.store(task.owner_id), task, snap, body)
+        answer = {"status": snap.status, "directory": snap.directory or ""}
+        periodic, owner_id = snap.kind == "periodic", task.owner_id
+    if periodic:
+        try:
+            retention.apply_retention(ctx.db, ctx.store(owner_id), task_uuid)
+        except Exception:  # the commit stands; what is left is collected next time
+            log.exception("retention after snapshot %s failed", snapshot_id)
+    return answer

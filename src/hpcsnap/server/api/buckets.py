@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from hpcsnap.blobstore import ContentStore
+from hpcsnap.server import blobrefs
 from hpcsnap.server import bucketindex as bx
 from hpcsnap.server.api.deps import Ctx, DbSession, User
 from hpcsnap.server.db import Bucket, Object
@@ -115,17 +116,22 @@ async def put_file(name: str, key: str, request: Request, ctx: Ctx, user: User) 
         store = ctx.store(user.user_id)
         await run_in_threadpool(store.put_file, tmp, digest=digest)
         return await run_in_threadpool(
-            _record_upload, ctx, user.user_id, name, key, digest, size, md5.hexdigest()
+            _record_upload, ctx, user.user_id, name, key, digest, size, md5.hexdigest(), tmp
         )
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def _record_upload(
-    ctx: Ctx, owner_id: int, name: str, key: str, digest: str, size: int, md5: str
+    ctx: Ctx, owner_id: int, name: str, key: str, digest: str, size: int, md5: str, tmp: Path
 ) -> dict[str, Any]:
+    store = ctx.store(owner_id)
     with ctx.db.session() as s:
         bucket = bx.get_bucket(s, owner_id, name)
+        try:
+            blobrefs.check_stored(s, store, owner_id, [digest])
+        except blobrefs.MissingContent:  # freed since put_file found it stored: store it again
+            store.put_file(tmp, digest=digest)
         bx.put_object(s, bucket, key, digest=digest, size=size, mtime_ns=time.time_ns(), md5=md5)
     return {"key": key, "size": size, "hash": digest, "md5": md5}
 

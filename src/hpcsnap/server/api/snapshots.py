@@ -15,6 +15,7 @@ from hpcsnap.server.api.deps import Ctx, DbSession, User
 from hpcsnap.server.api.tasks import check_interval, check_regex, get_task
 from hpcsnap.server.db import Snapshot
 from hpcsnap.server.errors import BadRequest, Conflict, NotFound
+from hpcsnap.server.retention import apply_retention, check_retention
 from hpcsnap.server.snapshots import check_label, create_snapshot
 from hpcsnap.server.taskviews import snapshot_json
 
@@ -33,6 +34,8 @@ class SnapshotBody(BaseModel):
 
 class PeriodicBody(SnapshotBody):
     interval: int
+    #: Keep the last N periodic snapshots (null: keep all); left out: unchanged.
+    retention: int | None = None
 
 
 async def _body(request: Request, model: type[SnapshotBody]) -> Any:
@@ -107,14 +110,19 @@ async def periodic(task_uuid: str, request: Request, ctx: Ctx, user: User) -> di
             task.snapshot_bucket = body.bucket
         if body.bucket_prefix is not None:
             task.snapshot_prefix = bx.check_prefix(body.bucket_prefix) or None
+        if "retention" in body.model_fields_set:
+            task.snapshot_retention = check_retention(body.retention, "retention")
         task.snapshot_config_version += 1
-        return {
+        answer = {
             "interval": task.snapshot_interval,
             "whitelist": task.snapshot_whitelist,
             "blacklist": task.snapshot_blacklist,
             "bucket": task.snapshot_bucket or task.result_bucket,
             "bucketPrefix": task.snapshot_prefix,
+            "retention": task.snapshot_retention,
         }
+    apply_retention(ctx.db, ctx.store(user.user_id), task_uuid)
+    return answer
 
 
 @router.get("/tasks/{task_uuid}/snapshot/{snapshot_id}")
@@ -127,9 +135,13 @@ def status(task_uuid: str, snapshot_id: str, user: User, session: DbSession) -> 
 
 
 @router.get("/tasks/{task_uuid}/snapshots")
-def list_snapshots(task_uuid: str, user: User, session: DbSession) -> list[dict[str, Any]]:
+def list_snapshots(
+    task_uuid: str, user: User, session: DbSession, deleted: bool = False
+) -> list[dict[str, Any]]:
+    """The task's snapshots, oldest first; deleted ones only with ``?deleted=true``."""
     get_task(session, user, task_uuid)
-    rows = session.scalars(
-        select(Snapshot).where(Snapshot.task_uuid == task_uuid).order_by(Snapshot.trigger_date)
-    )
+    query = select(Snapshot).where(Snapshot.task_uuid == task_uuid)
+    if not deleted:
+        query = query.where(Snapshot.deleted_at.is_(None))
+    rows = session.scalars(query.order_by(Snapshot.trigger_date))
     return [snapshot_json(s) for s in rows]

@@ -21,6 +21,7 @@ from hpcsnap.server.config import Settings
 from hpcsnap.server.db import LogChunk, Task
 from hpcsnap.server.errors import ApiError, BadRequest, Forbidden, NotFound
 from hpcsnap.server.lifecycle import set_state
+from hpcsnap.server.retention import check_retention
 from hpcsnap.server.taskviews import task_json
 from hpcsnap.snapshot.filters import FilterError, compile_pattern
 
@@ -65,6 +66,7 @@ class TaskSubmission(BaseModel):
     snapshot_interval: int | None = Field(default=None, alias="snapshotInterval")
     snapshot_bucket: str | None = Field(default=None, alias="snapshotBucket")
     snapshot_prefix: str | None = Field(default=None, alias="snapshotBucketPrefix")
+    snapshot_retention: int | None = Field(default=None, alias="snapshotRetention")
     upload_results_on_cancellation: bool | None = Field(
         default=None, alias="uploadResultsOnCancellation"
     )
@@ -184,6 +186,7 @@ def build_task(session: Session, settings: Settings, caller: Caller, sub: TaskSu
         snapshot_interval=interval,
         snapshot_bucket=sub.snapshot_bucket,
         snapshot_prefix=bx.check_prefix(sub.snapshot_prefix) or None,
+        snapshot_retention=check_retention(sub.snapshot_retention),
         upload_results_on_cancellation=bool(sub.upload_results_on_cancellation),
         include_unchanged_inputs=sub.include_unchanged_inputs,
         wall_time_limit=wall,

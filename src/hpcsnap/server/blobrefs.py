@@ -1,0 +1,161 @@
+"""Who references a blob, and freeing blobs nothing references any more (garbage collection).
+
+A blob of a user's namespace is referenced by any ``objects`` row of that user with its digest
+(bucket keys: uploads, results, snapshots of any task) and by the ``manifest_digest`` of any
+snapshot whose manifest is still needed (live snapshots, and deleted ones whose collection has
+not finished).
+
+The race to rule out: a writer that found content already stored (a dedup hit, or the agent's
+change detection reusing a digest it stored hours ago) commits a reference to it while the
+collector frees it. Both sides therefore take the owner's *GC lock* in their transaction:
+
+- a **writer** (:func:`check_stored`) takes it shared, then requires each digest it is about to
+  reference to be referenced already (the collector cannot free it while the lock is held, and
+  the writer's own rows protect it once committed) or present in the store (checked under the
+  lock); missing content makes the commit fail with :class:`MissingContent`, naming the digests,
+  so the agent stores them again and retries.
+- the **collector** (:func:`free`) takes it exclusively, re-checks references, deletes the
+  unreferenced blobs, then commits, in small batches.
+
+On PostgreSQL the lock is a transaction-scoped advisory lock keyed by the owner (shared for
+writers, exclusive for the collector), so it holds across servers sharing the database; on
+SQLite a no-op write on the owner's row takes SQLite's single write lock (one process writes).
+Either way the check and the delete happen in one locked transaction, so no grace period is
+needed: content a capture uploaded but has not committed yet is never a candidate (candidates
+are the content of deleted snapshots), and if it was one, the commit's check catches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
+
+from hpcsnap.blobstore import ContentStore
+from hpcsnap.server.db import Database, Object, Snapshot, Task, User
+from hpcsnap.server.errors import ApiError
+
+#: First key of the PostgreSQL advisory lock (the second is the owner's id): "hpsg".
+_GC_LOCK = 0x68707367
+BATCH = 500
+
+
+class MissingContent(ApiError):
+    """A commit references content that is no longer stored (freed by garbage collection)."""
+
+    status = 409
+
+    def __init__(self, digests: list[str]) -> None:
+        shown = ", ".join(digests[:5]) + (", ..." if len(digests) > 5 else "")
+        super().__init__(
+            f"{len(digests)} blob(s) referenced by this commit are not stored (freed by garbage "
+            f"collection meanwhile): {shown}; store them again and retry",
+            details={"missingDigests": digests},
+        )
+
+
+def lock(session: Session, owner_id: int, *, exclusive: bool) -> None:
+    """Take the owner's GC lock until the end of ``session``'s transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        session.execute(text(f"SELECT {fn}(:k, :o)"), {"k": _GC_LOCK, "o": owner_id})
+    else:
+        session.execute(
+            update(User).where(User.id == owner_id).values(name=User.name),
+            execution_options={"synchronize_session": False},
+        )
+
+
+def _chunks(items: list[str], size: int = BATCH) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def referenced(
+    session: Session, owner_id: int, digests: Iterable[str], *, skip_manifest_of: str | None = None
+) -> set[str]:
+    """The digests among ``digests`` that some key or needed manifest of the owner references
+    (``skip_manifest_of``: a snapshot id whose own manifest does not count)."""
+    wanted = sorted(set(digests))
+    found: set[str] = set()
+    for part in _chunks(wanted):
+        found.update(
+            session.scalars(
+                select(Object.digest)
+                .where(Object.owner_id == owner_id, Object.digest.in_(part))
+                .distinct()
+            )
+        )
+        query = (
+            select(Snapshot.manifest_digest)
+            .join(Task, Task.uuid == Snapshot.task_uuid)
+            .where(Task.owner_id == owner_id, Snapshot.manifest_digest.in_(part))
+        )
+        if skip_manifest_of is not None:
+            query = query.where(Snapshot.id != skip_manifest_of)
+        found.update(d for d in session.scalars(query.distinct()) if d)
+    return found
+
+
+def _present(store: ContentStore, digests: list[str]) -> set[str]:
+    if len(digests) <= 16:
+        return {d for d in digests if store.has(d)}
+    with ThreadPoolExecutor(8) as pool:
+        return {d for d, ok in zip(digests, pool.map(store.has, digests), strict=True) if ok}
+
+
+def check_stored(
+    session: Session, store: ContentStore, owner_id: int, digests: Iterable[str]
+) -> None:
+    """Writer side: take the shared GC lock for the rest of the transaction and make sure every
+    digest is safe to reference (raises :class:`MissingContent` otherwise)."""
+    wanted = set(digests)
+    lock(session, owner_id, exclusive=False)
+    if not wanted:
+        return
+    unproven = sorted(wanted - referenced(session, owner_id, wanted))
+    missing = sorted(set(unproven) - _present(store, unproven))
+    if missing:
+        raise MissingContent(missing)
+
+
+@dataclass
+class Freed:
+    """What a collection removed: ``blobs`` deleted, ``bytes`` they held."""
+
+    blobs: int = 0
+    bytes: int = 0
+
+    def add(self, other: Freed) -> None:
+        self.blobs += other.blobs
+        self.bytes += other.bytes
+
+
+def free(
+    db: Database,
+    store: ContentStore,
+    owner_id: int,
+    candidates: Iterable[str],
+    *,
+    skip_manifest_of: str | None = None,
+) -> Freed:
+    """Collector side: delete each candidate blob that nothing references, a batch per locked
+    transaction (so writers of this owner wait for one batch at most)."""
+    freed = Freed()
+    for part in _chunks(sorted(set(candidates))):
+        with db.session() as session:
+            lock(session, owner_id, exclusive=True)
+            keep = referenced(session, owner_id, part, skip_manifest_of=skip_manifest_of)
+            for digest in part:
+                if digest in keep:
+                    continue
+                size = store.backend.stat(store.key(digest))
+                if size is None:
+                    continue
+                store.delete(digest)
+                freed.blobs += 1
+                freed.bytes += size
+    return freed
