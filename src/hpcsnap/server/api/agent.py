@@ -41,6 +41,7 @@ from hpcsnap.server.db import LogChunk, Snapshot, Task
 from hpcsnap.server.db.models import utcnow
 from hpcsnap.server.errors import Conflict, NotFound
 from hpcsnap.server.lifecycle import set_state
+from hpcsnap.server.resume import agent_manifests
 from hpcsnap.server.snapshots import as_request, commit_snapshot, create_snapshot
 
 router = APIRouter(prefix="/agent/tasks/{task_uuid}", tags=["agent"], include_in_schema=False)
@@ -101,6 +102,7 @@ def spec(task_uuid: str, agent: Agent, ctx: Ctx) -> dict[str, Any]:
     with ctx.db.session() as session:
         task = _task(session, task_uuid)
         environment = {c["key"]: c["value"] for c in task.constants}
+        resume_manifests, resume_error = agent_manifests(session, task)
         return dump(
             AgentSpec(
                 uuid=task.uuid,
@@ -120,6 +122,8 @@ def spec(task_uuid: str, agent: Agent, ctx: Ctx) -> dict[str, Any]:
                 soft_limit=ctx.settings.snapshot_soft_limit,
                 hard_limit=ctx.settings.snapshot_hard_limit,
                 task_user=ctx.settings.task_user,
+                resume_manifests=resume_manifests,
+                resume_error=resume_error,
             )
         )
 
