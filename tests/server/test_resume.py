@@ -186,3 +186,34 @@ def test_deleted_snapshots_are_not_restored(server: ServerProcess, user: Api) ->
     task = user.wait(resumed)
     assert task["resumeFrom"]["snapshotId"] == one["id"]
     assert user.get(f"/tasks/{resumed}/stdout").text == "1\n"
+
+
+def test_a_snapshot_deleted_while_the_task_waits_fails_it(
+    server: ServerProcess, user: Api, failed: dict[str, str]
+) -> None:
+    uuid = user.submit(
+        "echo x > a; hpcsnap job snapshot > /dev/null", name="soon-deleted", resultBucket="soon"
+    )
+    user.wait(uuid)
+    (snap,) = user.ok("GET", f"/tasks/{uuid}/snapshots")
+    # every slot busy: the resumed task waits in the queue
+    blocker = "trap 'exit 143' TERM; while :; do sleep 0.2; done"
+    blockers = [
+        user.submit(blocker, name="blocker") for _ in range(user.ok("GET", "/info")["slots"])
+    ]
+    for b in blockers:
+        user.wait(b, {"FullyExecuting"})
+    queued = user.submit("cat a", name="queued", resumeFrom={"taskUuid": uuid})
+    assert user.task(queued)["state"] == "Submitted"
+    with sqlite3.connect(server.data_dir / "hpcsnap.db") as db:
+        db.execute(
+            "UPDATE snapshots SET deleted_at = ? WHERE id = ?",
+            (dt.datetime(2026, 1, 2, 3, 4, 5).isoformat(" "), snap["id"]),
+        )
+    for b in blockers:
+        user.ok("POST", f"/tasks/{b}/abort")
+    task = user.wait(queued)
+    assert task["state"] == "Failure"
+    (error,) = [e["message"] for e in task["errors"]]
+    assert "cannot restore /job from the snapshot this task resumes from" in error
+    assert f"snapshot {snap['id']} of task {uuid} was deleted" in error
