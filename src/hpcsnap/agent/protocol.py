@@ -112,7 +112,10 @@ class AgentSpec(_Model):
     soft_limit: int | None = None
     hard_limit: int | None = None
     task_user: str | None = None
-    resume_manifest: str | None = None
+    #: Manifests of the snapshots to restore into /job before the resources, oldest first.
+    resume_manifests: list[str] = []
+    #: Set when the snapshot to restore is gone: the agent fails the task with this message.
+    resume_error: str | None = None
 
 
 class AgentEvents(_Model):

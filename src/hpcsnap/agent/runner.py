@@ -16,6 +16,10 @@ staging failed              Failure      no
 SIGUSR1 is what Slurm sends ``grace`` seconds before a job's time limit (``sbatch
 --signal=B:USR1@grace``): the agent stops the task as at its own wall-time limit, so that the
 final snapshot and the results are safe before Slurm kills the job.
+
+Staging first restores the snapshot the task resumes from, if any (:mod:`hpcsnap.agent.resume`),
+then places the resource files: a resource file replaces a restored entry at the same path.
+Both are the baseline: left out of snapshots and results until they change.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from hpcsnap.agent.client import AgentClient, CredentialRevoked, ServerRefused
 from hpcsnap.agent.jobsocket import SOCKET_NAME, JobSocket
 from hpcsnap.agent.logs import LogShipper
 from hpcsnap.agent.protocol import AgentEvents, AgentSpec, ResultsCommit, StateReport, TaskState
+from hpcsnap.agent.resume import snapshot_entries
 from hpcsnap.agent.sandbox import Sandbox
 from hpcsnap.agent.snapshots import Snapshotter, with_files
 from hpcsnap.blobstore import ContentStore, open_backend
@@ -195,7 +200,12 @@ class TaskRunner:
         return 0
 
     def stage(self, spec: AgentSpec, store: ContentStore, box: Sandbox) -> Manifest:
-        """Place the resource files in /job; return what was staged (the baseline)."""
+        """Restore the snapshot to resume from, place the resource files in /job; return what
+        was staged (the baseline)."""
+        if spec.resume_error:
+            raise RuntimeError(spec.resume_error)
+        restored = snapshot_entries(store, spec.resume_manifests)
+        restore(restored.values(), store, box.job)
         entries = [
             Entry(
                 path=r.path,
@@ -212,7 +222,7 @@ class TaskRunner:
         restore(entries, store, box.job)
         box.hand_over()
         # restore() gives each file the size and mtime of its entry: they are the baseline.
-        return Manifest(entries)
+        return Manifest([*restored.values(), *entries])
 
     def final_snapshot(self) -> None:
         assert self.snapshotter is not None

@@ -82,6 +82,14 @@ def wait_for_end(task: Task, *, quiet: bool = False) -> None:
     help="Restore /job from a snapshot of TASK (default: its latest successful one) on top of "
     "the resources: the way to continue a failed run.",
 )
+@click.option(
+    "--resume-from",
+    "resume_from",
+    metavar="TASK[:ID|latest]",
+    default=None,
+    help="Start with /job restored by the server from a snapshot of TASK (default: its latest "
+    "successful one), before the resources; restored files count as inputs.",
+)
 @click.option("--results", metavar="BUCKET", default=None, help="Result bucket [task-<uuid>].")
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Environment variable.")
 @click.option("--snapshot-interval", type=int, default=None, help="Periodic snapshots (s).")
@@ -114,6 +122,7 @@ def submit(
     profile: str,
     resources: tuple[str, ...],
     from_snapshot: str | None,
+    resume_from: str | None,
     results: str | None,
     env: tuple[str, ...],
     snapshot_interval: int | None,
@@ -145,6 +154,13 @@ def submit(
         snap = find_snapshot(find_task(conn, task_ref), snap_ref or "latest")
         task.resources.append(snap.as_resource())
         output.note(f"restoring /job from snapshot {snap.id} ({snap.directory})")
+    if resume_from:
+        task_ref, _, snap_ref = resume_from.partition(":")
+        source = find_task(conn, task_ref)
+        if snap_ref in ("", "latest"):
+            task.resume_from(source, "latest")
+        else:
+            task.resume_from(find_snapshot(source, snap_ref))
     if results:
         task.results = conn.create_bucket(results)
     if snapshot_interval:
@@ -158,6 +174,8 @@ def submit(
     task.wall_time_limit = wall_time
     task.tags = tags
     task.submit()
+    if task.resumed_from:
+        output.note(f"/job is restored from {_resumed(task)} before the command starts")
     if not as_json:
         click.echo(task.uuid)
     if wait or download:
@@ -168,6 +186,11 @@ def submit(
         output.print_json(task.raw)
     if (wait or download) and task.state != TaskState.SUCCESS:
         raise SystemExit(1)
+
+
+def _resumed(task: Task) -> str:
+    ref = task.resumed_from
+    return f"snapshot {ref['snapshotId']} of task {ref['taskUuid']}" if ref else "-"
 
 
 def _task_row(t: Task) -> tuple[str, ...]:
@@ -219,6 +242,7 @@ def show(task_ref: str, as_json: bool) -> None:
         ("ended", output.when(task.end_date)),
         ("exit code", "-" if raw.get("exitCode") is None else str(raw["exitCode"])),
         ("resources", ", ".join(resources) or "-"),
+        ("resumed from", _resumed(task)),
         ("results", task.results.name if task.results else "-"),
         ("periodic", f"every {raw['snapshotInterval']} s" if raw.get("snapshotInterval") else "-"),
         ("snapshot whitelist", raw.get("snapshotWhitelist") or "-"),

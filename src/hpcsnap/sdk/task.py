@@ -131,6 +131,7 @@ class Task:
         self._wall_time_limit: int | str | None = None
         self._include_unchanged_inputs = False
         self._tags: list[str] = []
+        self._resume_from: dict[str, str] | None = None
         self._state: str = TaskState.UNSUBMITTED
         self._json: dict[str, Any] = {}
         self._fetched = 0.0
@@ -200,6 +201,7 @@ class Task:
         self._snapshot_bucket_prefix = data.get("snapshotBucketPrefix")
         self._wall_time_limit = data.get("wallTimeLimit")
         self._tags = list(data.get("tags") or [])
+        self._resume_from = data.get("resumeFrom")
 
     def _resource_from_json(self, ref: dict[str, Any]) -> Bucket:
         prefix = ((ref.get("filtering") or {}).get("prefixFiltering") or {}).get("prefix") or ""
@@ -436,6 +438,31 @@ class Task:
         self._check_unsubmitted("tags")
         self._tags = list(value)
 
+    def resume_from(
+        self, source: Task | Snapshot | str, snapshot: Snapshot | str = "latest"
+    ) -> None:
+        """Start from a snapshot: /job is restored from it before the resources are placed
+        (a resource file replaces a restored one at the same path). Restored files count as
+        inputs: they are uploaded as results, or read by snapshots, only if they change.
+
+        ``source`` is a :class:`Snapshot`, or a task (a :class:`Task` or its uuid) with
+        ``snapshot`` one of its snapshots (id or :class:`Snapshot`) or ``"latest"``, its newest
+        successful one when this task is submitted. The server checks it then.
+        """
+        self._check_unsubmitted("resume_from")
+        if isinstance(source, Snapshot):
+            self._resume_from = {"taskUuid": source.task_uuid, "snapshotId": source.id}
+            return
+        task_uuid = source._require_uuid() if isinstance(source, Task) else source
+        snapshot_id = snapshot.id if isinstance(snapshot, Snapshot) else snapshot
+        self._resume_from = {"taskUuid": task_uuid, "snapshotId": snapshot_id}
+
+    @property
+    def resumed_from(self) -> dict[str, str] | None:
+        """``{"taskUuid", "snapshotId"}`` of the snapshot /job is restored from (the server's
+        choice once submitted, for ``"latest"``), or None."""
+        return None if self._resume_from is None else dict(self._resume_from)
+
     # ------------------------------------------------------------------ lifecycle
 
     def _submission(self) -> dict[str, Any]:
@@ -461,6 +488,7 @@ class Task:
             "snapshotBucket": self._snapshot_bucket,
             "snapshotBucketPrefix": self._snapshot_bucket_prefix,
             "wallTimeLimit": self._wall_time_limit,
+            "resumeFrom": self._resume_from,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return body

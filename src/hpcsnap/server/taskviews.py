@@ -103,6 +103,7 @@ def task_json(task: Task) -> dict[str, Any]:
         "resultsBlacklist": task.results_blacklist,
         "uploadResultsOnCancellation": task.upload_results_on_cancellation,
         "wallTimeLimit": task.wall_time_limit,
+        "resumeFrom": task.resume_from,
         "exitCode": task.exit_code,
         "jobMode": task.job_mode,
         "autoDeleteOnCompletion": False,

@@ -17,11 +17,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from hpcsnap.server import bucketindex as bx
 from hpcsnap.server.api.tasks import ENV_NAME, TaskSubmission, build_task
+from hpcsnap.server.db import Task
 from hpcsnap.server.errors import ApiError, BadRequest, NotFound
 from hpcsnap.web import example, queries
 from hpcsnap.web.checks import REGEX_FIELDS, check_form
@@ -51,6 +53,8 @@ TEXT_FIELDS = (
     "expected_size",
     "expected_unit",
     "sample_paths",
+    "resume_task",
+    "resume_snapshot",
 )
 CHECKBOXES = ("snapshot_enabled", "upload_on_cancel", "include_unchanged")
 DEFAULTS: dict[str, Any] = {
@@ -72,6 +76,7 @@ API_FIELDS = {
     "snapshotBucket": "snapshot_bucket",
     "snapshotBucketPrefix": "snapshot_prefix",
     "prefix": "snapshot_prefix",
+    "resumeFrom": "resume_task",
     **{api: form for form, api in REGEX_FIELDS.items()},
 }
 MAX_FILES = 10000
@@ -199,6 +204,9 @@ def submission_body(values: dict[str, Any], upload_bucket: str | None) -> dict[s
         "uploadResultsOnCancellation": bool(values.get("upload_on_cancel")),
         "includeUnchangedInputs": bool(values.get("include_unchanged")),
         "wallTimeLimit": text("wall_time"),
+        "resumeFrom": {"taskUuid": text("resume_task"), "snapshotId": text("resume_snapshot")}
+        if text("resume_task")
+        else None,
     }
 
 
@@ -270,6 +278,35 @@ def create_task(
         return build_task(s, ctx.settings, user.caller, sub).uuid
 
 
+def restart_values(s: Session, user: WebUser, task_uuid: str, snapshot_id: str) -> dict[str, Any]:
+    """The form filled in to restart the user's task ``task_uuid`` from a snapshot: its
+    command, environment and resources, with /job restored from ``snapshot_id``."""
+    task = s.get(Task, task_uuid)
+    if task is None or task.owner_id != user.id or task.deleted:
+        return {}
+    return {
+        "name": f"{task.name}-restart"[:255],
+        "command": task.command,
+        "profile": task.profile,
+        "environment": "\n".join(f"{c['key']}={c['value']}" for c in task.constants),
+        "buckets": [r["bucketName"] for r in task.resource_buckets],
+        "resume_task": task.uuid,
+        "resume_snapshot": snapshot_id or "latest",
+    }
+
+
+def resume_choices(s: Session, user: WebUser, task_uuid: str) -> list[tuple[str, str]]:
+    """Snapshots the task in the "Resume from" field can restart from: (id, description)."""
+    task = s.get(Task, task_uuid.strip()) if task_uuid.strip() else None
+    if task is None or task.owner_id != user.id or task.deleted:
+        return []
+    return [
+        (x.id, f"{x.trigger_date:%Y-%m-%d %H:%M:%S} UTC {x.kind} {x.label or ''}".rstrip())
+        for x in queries.snapshots_of(s, task.uuid)
+        if x.status == "Success" and x.deleted_at is None
+    ]
+
+
 def _form_page(
     user: WebUser, values: dict[str, Any], buckets: list[str], **extra: Any
 ) -> dict[str, Any]:
@@ -287,13 +324,21 @@ def _form_page(
 
 
 @router.get("/tasks/new")
-def new_task(request: Request, user: Me) -> Response:
+def new_task(
+    request: Request, user: Me, resume_task: str = "", resume_snapshot: str = ""
+) -> Response:
+    """The form; ``?resume_task=&resume_snapshot=`` fills it in to restart that task."""
+    values = dict(DEFAULTS)
     with server_ctx(request).db.session() as s:
         buckets = queries.bucket_names(s, user.id)
+        if resume_task:
+            values.update(restart_values(s, user, resume_task, resume_snapshot))
+        choices = resume_choices(s, user, values.get("resume_task", ""))
     settings = server_ctx(request).settings
     return page(
         "new_task.html",
-        **_form_page(user, dict(DEFAULTS), buckets),
+        **_form_page(user, values, buckets),
+        resume_choices=choices,
         min_interval=settings.min_snapshot_interval,
     )
 
@@ -316,6 +361,7 @@ async def submit(request: Request, user: Me) -> Response:
                 )
             with server_ctx(request).db.session() as s:
                 buckets = queries.bucket_names(s, user.id)
+                choices = resume_choices(s, user, values.get("resume_task", ""))
             return page(
                 "new_task.html",
                 status=exc.status,
@@ -326,6 +372,7 @@ async def submit(request: Request, user: Me) -> Response:
                     errors={field: at_field(exc.message)} if field else {},
                     error=exc.message,
                 ),
+                resume_choices=choices,
                 min_interval=server_ctx(request).settings.min_snapshot_interval,
             )
     finally:

@@ -42,6 +42,7 @@ from hpcsnap.server.db import LogChunk, Snapshot, Task
 from hpcsnap.server.db.models import utcnow
 from hpcsnap.server.errors import Conflict, NotFound
 from hpcsnap.server.lifecycle import set_state
+from hpcsnap.server.resume import agent_manifests
 from hpcsnap.server.snapshots import as_request, commit_snapshot, create_snapshot
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ def spec(task_uuid: str, agent: Agent, ctx: Ctx) -> dict[str, Any]:
     with ctx.db.session() as session:
         task = _task(session, task_uuid)
         environment = {c["key"]: c["value"] for c in task.constants}
+        resume_manifests, resume_error = agent_manifests(session, task)
         return dump(
             AgentSpec(
                 uuid=task.uuid,
@@ -122,6 +124,8 @@ def spec(task_uuid: str, agent: Agent, ctx: Ctx) -> dict[str, Any]:
                 soft_limit=ctx.settings.snapshot_soft_limit,
                 hard_limit=ctx.settings.snapshot_hard_limit,
                 task_user=ctx.settings.task_user,
+                resume_manifests=resume_manifests,
+                resume_error=resume_error,
             )
         )
 

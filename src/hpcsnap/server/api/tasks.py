@@ -21,6 +21,7 @@ from hpcsnap.server.config import Settings
 from hpcsnap.server.db import LogChunk, Task
 from hpcsnap.server.errors import ApiError, BadRequest, Forbidden, NotFound
 from hpcsnap.server.lifecycle import set_state
+from hpcsnap.server.resume import ResumeFrom, resolve
 from hpcsnap.server.retention import check_retention
 from hpcsnap.server.taskviews import task_json
 from hpcsnap.snapshot.filters import FilterError, compile_pattern
@@ -74,6 +75,7 @@ class TaskSubmission(BaseModel):
     wall_time_limit: int | str | None = Field(default=None, alias="wallTimeLimit")
     instance_count: int | None = Field(default=1, alias="instanceCount")
     advanced_ranges: str | None = Field(default=None, alias="advancedRanges")
+    resume_from: ResumeFrom | None = Field(default=None, alias="resumeFrom")
 
     @field_validator("tags")
     @classmethod
@@ -162,6 +164,7 @@ def build_task(session: Session, settings: Settings, caller: Caller, sub: TaskSu
         ref.setdefault("resourcesTransformation", {})
         ref.setdefault("cacheTTLSec", None)
         resources.append(ref)
+    resume_from = resolve(session, caller, sub.resume_from) if sub.resume_from else None
     task_uuid = str(uuidlib.uuid4())
     result_bucket = sub.result_bucket or f"task-{task_uuid}"
     bx.ensure_bucket(session, caller.user_id, result_bucket)
@@ -190,6 +193,7 @@ def build_task(session: Session, settings: Settings, caller: Caller, sub: TaskSu
         upload_results_on_cancellation=bool(sub.upload_results_on_cancellation),
         include_unchanged_inputs=sub.include_unchanged_inputs,
         wall_time_limit=wall,
+        resume_from=resume_from,
         state=TaskState.SUBMITTED.value,
         executor=settings.executor,
     )
