@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -31,3 +34,6 @@ def test_cli_tour(server: ServerProcess, tmp_path: Path) -> None:
     assert "log.heatFoam" in latest and not [n for n in latest if n.startswith("processor")]
     assert "Restarting from Time = " in proc.stdout
     assert "failed, as planned" in proc.stdout
+    assert json.loads((cwd / "changes.json").read_text())["to"] == "results"
+    assert tarfile.is_tarfile(cwd / "heat-results.tar.gz")
+    assert zipfile.is_zipfile(cwd / "first-look.zip")

@@ -137,9 +137,9 @@ def test_changed_files_are_read_again(
     assert sorted(set(opener.opened)) == [b"0.1/p", b"0.2/U", b"log.simpleFoam"]
     assert second.files_reused == 2 and second.files_read == 3
     d = diff(first.manifest, second.manifest)
-    assert d.added == ("0.2/U",)
-    assert d.removed == ("system/controlDict",)
-    assert sorted(d.modified) == ["0.1/p", "log.simpleFoam"]
+    assert [c.path for c in d.added] == ["0.2/U"]
+    assert [c.path for c in d.removed] == ["system/controlDict"]
+    assert [c.path for c in d.modified] == ["0.1/p", "log.simpleFoam"]
     assert blob(store, second.manifest["0.1/p"].digest or "") == b"P" + CASE["0.1/p"][1:]
 
 

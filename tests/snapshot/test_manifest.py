@@ -1,4 +1,4 @@
-"""Manifest entries, serialisation and diff."""
+"""Manifest entries and serialisation (diffs: ``test_diff.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from hpcsnap.snapshot import Diff, Entry, Manifest, ManifestError, diff
+from hpcsnap.snapshot import Entry, Manifest, ManifestError
 from hpcsnap.snapshot.manifest import decode_name
 
 
@@ -112,30 +112,3 @@ def test_empty_manifest_round_trip() -> None:
 def test_unreadable_manifests(data: bytes, message: str) -> None:
     with pytest.raises(ManifestError, match=message):
         Manifest.from_bytes(data)
-
-
-def test_diff() -> None:
-    old = Manifest(
-        [
-            file_entry("same"),
-            file_entry("touched"),
-            file_entry("content", digest="1" * 32),
-            file_entry("gone"),
-            link_entry("retarget", "a"),
-            file_entry("became-link"),
-        ]
-    )
-    new = Manifest(
-        [
-            file_entry("same"),
-            file_entry("touched", mtime_ns=5, mode=0o100600, ino=7),
-            file_entry("content", digest="2" * 32),
-            link_entry("retarget", "b"),
-            link_entry("became-link", "same"),
-            file_entry("new"),
-        ]
-    )
-    assert diff(old, new) == Diff(
-        added=("new",), removed=("gone",), modified=("content", "retarget", "became-link")
-    )
-    assert diff(new, new) == Diff((), (), ())

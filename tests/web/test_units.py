@@ -1,20 +1,16 @@
-"""The web interface's pure parts: archive streaming, chart, form checks, tree, sessions."""
+"""The web interface's pure parts: chart, form checks, tree, sessions (archives: tests/server)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import io
-import tarfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import BinaryIO
 
 import pytest
 
 from hpcsnap.server.config import Settings
 from hpcsnap.server.db import Snapshot
 from hpcsnap.server.errors import BadRequest
-from hpcsnap.web.archive import Member, tar_gz
 from hpcsnap.web.browser import disposition
 from hpcsnap.web.chart import chart_svg, nice_ceiling, size_axis
 from hpcsnap.web.checks import check_form
@@ -22,50 +18,9 @@ from hpcsnap.web.deps import safe_next
 from hpcsnap.web.pages import parse_interval, split_interval
 from hpcsnap.web.session import SessionCodec, WebSession, load_secret
 from hpcsnap.web.submit import at_field, environment, field_of
-from hpcsnap.web.tree import build_tree, compare_keys, find
+from hpcsnap.web.tree import build_tree, find
 
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-class CountingReader(io.BytesIO):
-    """A blob that says how much of it has been read."""
-
-    reads = 0
-
-    def read(self, size: int | None = -1) -> bytes:
-        CountingReader.reads += 1
-        return super().read(size)
-
-
-def test_tar_gz_streams_and_round_trips() -> None:
-    blobs = {"a" * 32: b"hello\n", "b" * 32: bytes(range(256)) * 12000}  # ~3 MiB
-    members = [
-        Member("snap/log.txt", "a" * 32, 6, 1_700_000_000_000_000_000),
-        Member("snap/é/field.bin", "b" * 32, len(blobs["b" * 32]), 0),
-    ]
-
-    def opener(digest: str) -> BinaryIO:
-        return CountingReader(blobs[digest])
-
-    stream = tar_gz(members, opener)
-    first = next(stream)  # produced before the big blob is read to its end
-    assert CountingReader.reads <= 2
-    data = first + b"".join(stream)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        assert tar.getnames() == ["snap/log.txt", "snap/é/field.bin"]
-        log = tar.getmember("snap/log.txt")
-        assert log.mtime == 1_700_000_000 and log.mode == 0o644
-        assert tar.extractfile(log).read() == b"hello\n"  # type: ignore[union-attr]
-        assert tar.extractfile("snap/é/field.bin").read() == blobs["b" * 32]  # type: ignore[union-attr]
-    assert len(data) < 100_000  # compressed on the way
-
-
-def test_tar_gz_of_a_short_blob_stays_readable() -> None:
-    members = [Member("x", "c" * 32, 10, 0), Member("y", "c" * 32, 3, 0)]
-    data = b"".join(tar_gz(members, lambda d: io.BytesIO(b"abc")))
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        assert tar.extractfile("x").read() == b"abc" + bytes(7)  # type: ignore[union-attr]
-        assert tar.extractfile("y").read() == b"abc"  # type: ignore[union-attr]
 
 
 def snap(seconds: int, size: int, changed: int, **kw: object) -> Snapshot:
@@ -150,21 +105,13 @@ def test_a_pathological_pattern_is_reported_not_hanging() -> None:
     assert "too slow" in result.errors["snapshot_blacklist"]
 
 
-def test_tree_and_comparison() -> None:
+def test_tree() -> None:
     root = build_tree([("a/b/c.txt", 10, 1), ("a/d.txt", 5, 2), ("e.txt", 1, 3)])
     assert (root.files, root.size) == (3, 16)
     a = find(root, "a/")
     assert a is not None and (a.files, a.size) == (2, 15)
     assert [n.name for n in a.sorted()] == ["b", "d.txt"]
     assert find(root, "a/b/") is not None and find(root, "zz/") is None
-    result = compare_keys(
-        {"same": ("h1", 1), "grown": ("h2", 2), "gone": ("h3", 3)},
-        {"same": ("h1", 1), "grown": ("h4", 4), "new": ("h5", 5)},
-    )
-    assert [c.path for c in result.added] == ["new"]
-    assert [c.path for c in result.removed] == ["gone"]
-    assert [(c.path, c.old_size, c.new_size) for c in result.changed] == [("grown", 2, 4)]
-    assert result.unchanged == 1
 
 
 def test_session_codec(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ Every public name is re-exported by :mod:`hpcsnap`; errors are drawn as one tree
 from hpcsnap.sdk.bucket import Bucket, BucketFile
 from hpcsnap.sdk.config import DEFAULT_URL
 from hpcsnap.sdk.connection import Connection
+from hpcsnap.sdk.contents import FileChange, ModeChange, SnapshotDiff
 from hpcsnap.sdk.errors import (
     ApiError,
     BadRequestError,
@@ -54,17 +55,20 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "Connection",
+    "FileChange",
     "ForbiddenError",
     "HpcsnapError",
     "MissingBucketError",
     "MissingFileError",
     "MissingSnapshotError",
     "MissingTaskError",
+    "ModeChange",
     "NotFoundError",
     "ProgressHook",
     "ServerError",
     "ServerUnreachableError",
     "Snapshot",
+    "SnapshotDiff",
     "SnapshotNotReadyError",
     "SnapshotStatus",
     "Task",

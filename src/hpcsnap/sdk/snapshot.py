@@ -6,8 +6,9 @@ import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from hpcsnap.sdk import _http, contents
 from hpcsnap.sdk.bucket import Bucket, BucketFile, download_files
 from hpcsnap.sdk.errors import SnapshotNotReadyError
 from hpcsnap.sdk.progress import ProgressHook
@@ -15,6 +16,7 @@ from hpcsnap.sdk.states import SnapshotStatus
 
 if TYPE_CHECKING:
     from hpcsnap.sdk.connection import Connection
+    from hpcsnap.sdk.contents import SnapshotDiff
 
 __all__ = ["Snapshot", "Verification"]
 
@@ -144,6 +146,31 @@ class Snapshot:
         return download_files(
             bucket, bucket.list_files(), Path(output_dir), strip=self.directory, progress=progress
         )
+
+    def diff(self, other: Snapshot | str, *, limit: int | None = None) -> SnapshotDiff:
+        """What changed from this snapshot to ``other``: another snapshot of the task (or its
+        id), or ``"results"`` (the task's final results). ``limit`` cuts each list."""
+        self._bucket()  # bound and successful
+        assert self._connection is not None
+        new = other.id if isinstance(other, Snapshot) else other
+        return contents.compare(self._connection._http, self.task_uuid, self.id, new, limit=limit)
+
+    def download_archive(
+        self,
+        dest: str | os.PathLike[str] | BinaryIO,
+        *,
+        format: str | None = None,
+        progress: ProgressHook | None = None,
+    ) -> Path | None:
+        """Download the whole snapshot as one archive (``format`` ``tar.gz`` or ``zip``; by
+        default what ``dest`` ends with), its files under a directory named after it.
+
+        ``dest`` is a path (written whole or not at all, and returned) or a binary file."""
+        self._bucket()
+        assert self._connection is not None
+        url = _http.path("tasks", self.task_uuid, "snapshots", self.id, "archive")
+        http = self._connection._http
+        return contents.download_archive(http, url, dest, fmt=format, progress=progress)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
-from hpcsnap.sdk import _http, _poll
+from hpcsnap.sdk import _http, _poll, contents
 from hpcsnap.sdk.bucket import Bucket, download_files
 from hpcsnap.sdk.errors import (
     SnapshotNotReadyError,
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import datetime as dt
 
     from hpcsnap.sdk.connection import Connection
+    from hpcsnap.sdk.contents import SnapshotDiff
 
 __all__ = ["Task"]
 
@@ -627,6 +628,32 @@ class Task:
             raise TaskNotSubmittedError(f"task {self._uuid} has no result bucket")
         files = [f for f in self._results.list_files() if snapshots or f.snapshot_id is None]
         return download_files(self._results, files, Path(output_dir), progress=progress)
+
+    def download_results_archive(
+        self,
+        dest: str | os.PathLike[str] | BinaryIO,
+        *,
+        format: str | None = None,
+        progress: ProgressHook | None = None,
+    ) -> Path | None:
+        """Download the final results as one archive (``tar.gz`` or ``zip``; by default what
+        ``dest`` ends with); see :meth:`Snapshot.download_archive`."""
+        url = self._url("results", "archive")
+        return contents.download_archive(self._http, url, dest, fmt=format, progress=progress)
+
+    def diff(
+        self, old: Snapshot | str, new: Snapshot | str, *, limit: int | None = None
+    ) -> SnapshotDiff:
+        """What changed from ``old`` to ``new``: each a snapshot, its id, ``"latest"`` or
+        ``"results"`` (the final results). ``limit`` cuts each list (not the totals)."""
+
+        def ref(x: Snapshot | str) -> str:
+            return self._resolve_snapshot(x).id if x == "latest" or isinstance(x, Snapshot) else x
+
+        old_ref, new_ref = ref(old), ref(new)
+        if old_ref == new_ref == contents.RESULTS:
+            raise ValueError("compare the results with a snapshot, not with themselves")
+        return contents.compare(self._http, self._require_uuid(), old_ref, new_ref, limit=limit)
 
     # ------------------------------------------------------------------ snapshots
 

@@ -5,8 +5,9 @@ never opening FIFOs, sockets or devices, any byte sequence in names), filters th
 the task's regular expressions (:class:`PathFilter`), reuses unchanged files from the parent
 snapshot's :class:`Manifest` without opening them, stores new content in a
 :class:`~hpcsnap.blobstore.ContentStore` and returns the new manifest. :func:`restore` writes
-entries back (staging inputs, restarting a task from a snapshot). It knows nothing of HTTP,
-databases, buckets or tasks.
+entries back (staging inputs, restarting a task from a snapshot); :func:`diff` compares two
+trees (manifests, or listings of bucket keys). It knows nothing of HTTP, databases, buckets or
+tasks.
 
 Errors: :class:`FilterError` (a ``ValueError``: invalid or too slow regex),
 :class:`SnapshotTooLarge` (hard limit), :class:`ManifestError` (a ``ValueError``: unreadable
@@ -21,19 +22,23 @@ from hpcsnap.snapshot.capture import (
     capture,
     format_size,
 )
+from hpcsnap.snapshot.diff import Change, Diff, Item, Record, diff
 from hpcsnap.snapshot.filters import FilterError, PathFilter, compile_pattern
-from hpcsnap.snapshot.manifest import Diff, Entry, Manifest, ManifestError, diff
+from hpcsnap.snapshot.manifest import Entry, Manifest, ManifestError
 from hpcsnap.snapshot.restore import UnsafePath, restore
 
 __all__ = [
     "CaptureResult",
+    "Change",
     "Diff",
     "Entry",
     "FilterError",
+    "Item",
     "Manifest",
     "ManifestError",
     "PathFilter",
     "Progress",
+    "Record",
     "SnapshotTooLarge",
     "UnsafePath",
     "capture",

@@ -185,25 +185,3 @@ class Manifest(Mapping[str, Entry]):
             return cls(Entry._from_row(row) for row in rows)
         except (ValueError, TypeError) as exc:
             raise ManifestError(f"corrupt manifest entry: {exc}") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class Diff:
-    """Paths added, removed and modified (content, kind or symlink target) between two manifests."""
-
-    added: tuple[str, ...]
-    removed: tuple[str, ...]
-    modified: tuple[str, ...]
-
-
-def diff(old: Mapping[str, Entry], new: Mapping[str, Entry]) -> Diff:
-    """Compare two manifests by path; metadata alone (mtime, mode) is not a modification."""
-    added = tuple(p for p in new if p not in old)
-    removed = tuple(p for p in old if p not in new)
-    modified = tuple(
-        p
-        for p, e in new.items()
-        if (o := old.get(p)) is not None
-        and (o.kind, o.digest, o.raw_target, o.target) != (e.kind, e.digest, e.raw_target, e.target)
-    )
-    return Diff(added, removed, modified)

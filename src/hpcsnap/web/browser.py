@@ -1,57 +1,50 @@
-"""The snapshot browser: a snapshot's file tree, file downloads, the whole snapshot as a streamed
-``.tar.gz``, and the comparison with another snapshot of the task."""
+"""The snapshot browser: a snapshot's file tree, file downloads, the whole snapshot (or the
+task's results) as a streamed ``.tar.gz`` or ``.zip``, and the comparison with another snapshot
+of the task or with its final results (:mod:`hpcsnap.server.contents` does the work)."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from hpcsnap.blobstore.base import BlobError
+from hpcsnap.agent.protocol import TERMINAL_STATES
 from hpcsnap.server import bucketindex as bx
 from hpcsnap.server import retention
 from hpcsnap.server.api.buckets import iter_blob
 from hpcsnap.server.api.tasks import get_task
+from hpcsnap.server.contents import (
+    DOWNLOAD_HEADERS,
+    RESULTS,
+    archive_response,
+    check_format,
+    check_readable,
+    compare,
+    disposition,
+    previous_success,
+    results_contents,
+    snapshot_contents,
+    snapshot_name,
+)
 from hpcsnap.server.errors import NotFound
-from hpcsnap.snapshot.manifest import Manifest, ManifestError
+from hpcsnap.snapshot.diff import Diff
 from hpcsnap.web import queries
-from hpcsnap.web.archive import Member, tar_gz
 from hpcsnap.web.deps import Me, WebRoute, check_csrf, server_ctx
 from hpcsnap.web.render import page
-from hpcsnap.web.submit import slug
-from hpcsnap.web.tree import (
-    FULL_TREE_LIMIT,
-    Comparison,
-    build_tree,
-    compare_keys,
-    compare_manifests,
-)
+from hpcsnap.web.tree import FULL_TREE_LIMIT, build_tree
 from hpcsnap.web.tree import find as find_folder
+
+__all__ = ["disposition", "router", "snapshot_name"]
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 log = logging.getLogger(__name__)
 #: Files up to this size get a "view" link (shown as plain text in the browser).
 VIEW_LIMIT = 4 * 1024**2
-DOWNLOAD_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "sandbox; default-src 'none'",
-    "Cache-Control": "private, no-cache",
-}
-
-
-def snapshot_name(directory: str | None) -> str:
-    """``snapshots/2026-...Z_label/`` → ``2026-...Z_label``."""
-    return (directory or "").rstrip("/").rsplit("/", 1)[-1] or "snapshot"
-
-
-def disposition(kind: str, filename: str) -> str:
-    """A Content-Disposition header value safe for any file name."""
-    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\;%' else "_" for c in filename)
-    return f"{kind}; filename=\"{fallback or 'file'}\"; filename*=UTF-8''{quote(filename, safe='')}"
+#: Paths listed per kind of change on the comparison page.
+DIFF_LIMIT = 2000
 
 
 @router.get("/tasks/{task_uuid}/snapshots/{snapshot_id}")
@@ -64,6 +57,7 @@ def browse(request: Request, task_uuid: str, snapshot_id: str, user: Me, path: s
         root = build_tree((o.key[len(directory) :], o.size, o.mtime_ns) for o in rows)
         previous = queries.previous_success(s, snap)
         others = [x for x in queries.snapshots_of(s, task.uuid) if x.status == "Success"]
+        ended = task.state in TERMINAL_STATES
     folder = find_folder(root, path) if path else root
     if folder is None:
         raise NotFound(f"no folder {path!r} in this snapshot")
@@ -87,6 +81,7 @@ def browse(request: Request, task_uuid: str, snapshot_id: str, user: Me, path: s
         full=folder.files <= FULL_TREE_LIMIT,
         previous=previous,
         others=[x for x in others if x.id != snap.id],
+        ended=ended,
         view_limit=VIEW_LIMIT,
         base=f"/tasks/{task.uuid}/snapshots/{snap.id}",
     )
@@ -141,77 +136,64 @@ def download(
     )
 
 
-@router.get("/tasks/{task_uuid}/snapshots/{snapshot_id}/archive.tar.gz")
-def archive(request: Request, task_uuid: str, snapshot_id: str, user: Me) -> Response:
+@router.get("/tasks/{task_uuid}/snapshots/{snapshot_id}/archive.{fmt}")
+def archive(request: Request, task_uuid: str, snapshot_id: str, fmt: str, user: Me) -> Response:
+    """The whole snapshot as a streamed ``.tar.gz`` or ``.zip``."""
     ctx = server_ctx(request)
+    store = ctx.store(user.id)
     with ctx.db.session() as s:
         task = get_task(s, user.caller, task_uuid)
         snap = queries.snapshot_of(s, task, snapshot_id)
-        if snap.status != "Success":
+        if snap.status != "Success" or snap.deleted_at is not None:
             raise NotFound(f"snapshot {snapshot_id} is {snap.status}: it holds no files")
-        directory = snap.directory or ""
-        top = snapshot_name(directory)
-        members = [
-            Member(top + "/" + o.key[len(directory) :], o.digest, o.size, o.mtime_ns)
-            for o in queries.snapshot_files(s, user.id, snap)
-        ]
-        filename = f"{slug(task.name)}-{top}.tar.gz"
-    store = ctx.store(user.id)
-
-    def opener(digest: str) -> Any:
-        try:
-            return store.open(digest)
-        except BlobError:
-            log.exception("blob %s missing while archiving snapshot %s", digest, snapshot_id)
-            raise
-
-    return StreamingResponse(
-        tar_gz(members, opener),
-        media_type="application/gzip",
-        headers={**DOWNLOAD_HEADERS, "Content-Disposition": disposition("attachment", filename)},
-    )
+        check_format(fmt)
+        contents = snapshot_contents(s, store, task, snap)
+    return archive_response(store, contents, fmt)
 
 
-def _manifest(request: Request, owner_id: int, digest: str | None) -> Manifest | None:
-    if not digest:
-        return None
-    try:
-        with server_ctx(request).store(owner_id).open(digest) as f:
-            return Manifest.from_bytes(f.read())
-    except (BlobError, ManifestError, ValueError):
-        log.warning("manifest %s unreadable; comparing bucket keys instead", digest)
-        return None
+@router.get("/tasks/{task_uuid}/results/archive.{fmt}")
+def results_archive(request: Request, task_uuid: str, fmt: str, user: Me) -> Response:
+    """The task's final results as a streamed ``.tar.gz`` or ``.zip``."""
+    ctx = server_ctx(request)
+    with ctx.db.session() as s:
+        check_format(fmt)
+        contents = results_contents(s, get_task(s, user.caller, task_uuid))
+    return archive_response(ctx.store(user.id), contents, fmt)
 
 
 @router.get("/tasks/{task_uuid}/snapshots/{snapshot_id}/diff")
-def compare(request: Request, task_uuid: str, snapshot_id: str, user: Me, against: str = "") -> Any:
-    with server_ctx(request).db.session() as s:
+def compare_view(
+    request: Request, task_uuid: str, snapshot_id: str, user: Me, against: str = ""
+) -> Any:
+    """What changed from another snapshot (the previous one by default) to this one, or from
+    this one to the final results (``against=results``)."""
+    ctx = server_ctx(request)
+    store = ctx.store(user.id)
+    with ctx.db.session() as s:
         task = get_task(s, user.caller, task_uuid)
-        snap = queries.snapshot_of(s, task, snapshot_id)
-        other = (
-            queries.snapshot_of(s, task, against) if against else queries.previous_success(s, snap)
-        )
+        snap = check_readable(queries.snapshot_of(s, task, snapshot_id))
+        results = against == RESULTS
+        other = None
+        if not results:
+            other = (
+                check_readable(queries.snapshot_of(s, task, against))
+                if against
+                else previous_success(s, snap)
+            )
         choices = [
             x
             for x in queries.snapshots_of(s, task.uuid)
-            if x.status == "Success" and x.id != snap.id
+            if x.status == "Success" and x.deleted_at is None and x.id != snap.id
         ]
-        result: Comparison | None = None
-        if other is not None:
-            old_m = _manifest(request, user.id, other.manifest_digest)
-            new_m = _manifest(request, user.id, snap.manifest_digest)
-            if old_m is not None and new_m is not None:
-                result = compare_manifests(old_m, new_m)
-            else:
-
-                def listing(x: Any) -> dict[str, tuple[str, int]]:
-                    d = x.directory or ""
-                    return {
-                        o.key[len(d) :]: (o.digest, o.size)
-                        for o in queries.snapshot_files(s, user.id, x)
-                    }
-
-                result = compare_keys(listing(other), listing(snap))
+        ended = task.state in TERMINAL_STATES
+        result: Diff | None = None
+        this = snapshot_contents(s, store, task, snap)
+        if results:
+            old, new = this, results_contents(s, task)
+        elif other is not None:
+            old, new = snapshot_contents(s, store, task, other), this
+        if results or other is not None:
+            result = compare(old, new)
     return page(
         "diff.html",
         user=user,
@@ -220,9 +202,12 @@ def compare(request: Request, task_uuid: str, snapshot_id: str, user: Me, agains
         task=task,
         snap=snap,
         other=other,
+        results=results,
+        ended=ended,
         name=snapshot_name(snap.directory),
         other_name=snapshot_name(other.directory) if other else "",
         choices=choices,
         result=result,
+        limit=DIFF_LIMIT,
         base=f"/tasks/{task.uuid}/snapshots/{snap.id}",
     )

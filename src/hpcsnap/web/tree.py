@@ -1,17 +1,12 @@
-"""A snapshot's files as a tree (for the browser) and the differences between two snapshots."""
+"""A snapshot's files as a tree, for the browser."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-from hpcsnap.snapshot.manifest import Manifest
-from hpcsnap.snapshot.manifest import diff as manifest_diff
 
 #: Beyond this many files under the shown folder, only its first level is drawn.
 FULL_TREE_LIMIT = 2000
-#: Paths listed per kind of change on the comparison page.
-DIFF_LIMIT = 2000
 
 
 @dataclass
@@ -62,47 +57,3 @@ def find(root: Node, path: str) -> Node | None:
             return None
         node = child
     return node
-
-
-@dataclass(frozen=True)
-class Change:
-    path: str
-    old_size: int | None
-    new_size: int | None
-
-
-@dataclass(frozen=True)
-class Comparison:
-    added: list[Change]
-    removed: list[Change]
-    changed: list[Change]
-    unchanged: int
-    truncated: bool
-
-
-def _limit(changes: list[Change]) -> tuple[list[Change], bool]:
-    return changes[:DIFF_LIMIT], len(changes) > DIFF_LIMIT
-
-
-def compare_manifests(old: Manifest, new: Manifest) -> Comparison:
-    """What changed between two manifests (content, kind or symlink target; not metadata)."""
-    d = manifest_diff(old, new)
-    added, t1 = _limit([Change(p, None, new[p].size) for p in d.added])
-    removed, t2 = _limit([Change(p, old[p].size, None) for p in d.removed])
-    changed, t3 = _limit([Change(p, old[p].size, new[p].size) for p in d.modified])
-    unchanged = len(new) - len(d.added) - len(d.modified)
-    return Comparison(added, removed, changed, unchanged, t1 or t2 or t3)
-
-
-def compare_keys(
-    old: Mapping[str, tuple[str, int]], new: Mapping[str, tuple[str, int]]
-) -> Comparison:
-    """The same from two ``path → (digest, size)`` listings (snapshots without a manifest)."""
-    added, t1 = _limit([Change(p, None, new[p][1]) for p in new if p not in old])
-    removed, t2 = _limit([Change(p, old[p][1], None) for p in old if p not in new])
-    changed_all = [
-        Change(p, old[p][1], v[1]) for p, v in new.items() if p in old and old[p][0] != v[0]
-    ]
-    changed, t3 = _limit(changed_all)
-    unchanged = sum(1 for p, v in new.items() if p in old and old[p][0] == v[0])
-    return Comparison(added, removed, changed, unchanged, t1 or t2 or t3)
