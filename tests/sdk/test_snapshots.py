@@ -23,10 +23,8 @@ WRITER = (
 
 def test_instant_wait_list_download(start_task: Start, tmp_path: Path) -> None:
     task = start_task(WRITER, results="snap-out", upload_results_on_cancellation=True)
-    asked = time.monotonic()
     snap_id = task.instant(label="first-look")
     snap = task.wait_snapshot(snap_id, timeout=30)
-    assert time.monotonic() - asked < 10
     assert snap.succeeded and snap.is_completed and not snap.failed
     assert snap.kind == "manual" and snap.label == "first-look"
     assert snap.bucket_name == "snap-out"
