@@ -89,6 +89,15 @@ def install_tools() -> None:
     os.replace(tmp, target)
 
 
+def namespace_init(pid: int) -> int | None:
+    """The first process of the namespaces that ``pid`` (``unshare --fork``) created."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
 @dataclass
 class Sandbox:
     """One task's working area: ``root`` (private to the agent) holding ``job`` (the task's)."""
@@ -188,6 +197,42 @@ class Sandbox:
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+
+    def enter(self, task: subprocess.Popen[bytes], argv: list[str]) -> tuple[list[str], str]:
+        """The argv and working directory that run ``argv`` beside the running ``task``.
+
+        In namespace mode: in the task's mount and PID namespaces, in /job, as the task user
+        with the command's own restrictions (no capabilities, ``no_new_privs``, killed with
+        its parent). In direct mode: in the job directory, as the agent's user.
+        """
+        if self.mode != "namespace":
+            return argv, str(self.job)
+        init = namespace_init(task.pid)
+        if init is None:
+            raise SandboxError("the task's command is not running")
+        # `env --chdir` runs once inside the mount namespace, where /job is the task's.
+        wrapped = [
+            "nsenter",
+            "--target",
+            str(init),
+            "--mount",
+            "--pid",
+            "--",
+            "env",
+            f"--chdir={JOB}",
+            "setpriv",
+            "--reuid",
+            str(self.uid),
+            "--regid",
+            str(self.gid),
+            "--clear-groups",
+            "--no-new-privs",
+            "--pdeathsig",
+            "KILL",
+            "--",
+            *argv,
+        ]
+        return wrapped, str(self.root)
 
     def kill(self, proc: subprocess.Popen[bytes], *, grace: float = 5.0) -> None:
         """SIGTERM to the whole task, then SIGKILL after ``grace`` seconds.

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from hpcsnap import __version__
-from hpcsnap.cli import admin, buckets, snapshots, tasks
+from hpcsnap.cli import admin, buckets, shell, snapshots, tasks
 from hpcsnap.cli.common import CommandError, Options
 from hpcsnap.sdk import HpcsnapError
 
@@ -58,6 +58,7 @@ admin.register(cli)
 buckets.register(cli)
 tasks.register(cli)
 snapshots.register(cli)
+shell.register(cli)
 
 
 def main() -> None:
