@@ -180,3 +180,25 @@ def test_disconnecting_kills_the_shell_and_its_jobs_and_the_cap(cli: Cli, waitin
     task.update()
     assert task.state == "FullyExecuting"
     conn.close()
+
+
+def test_task_variables_do_not_choose_what_root_runs(cli: Cli, api: Api, tmp_path: Path) -> None:
+    """The task's PATH and LD_* reach the shell, never the tools the agent runs as root."""
+    if api.ok("GET", "/info")["jobMode"] != "namespace":
+        pytest.skip("no root-side tools in direct mode")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    marker = tmp_path / "fake-tool-ran"
+    for name in ("nsenter", "env", "cat"):
+        (fake / name).write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+        (fake / name).chmod(0o755)
+    tmp_path.chmod(0o755)
+    path = f"{fake}:/usr/bin:/bin"
+    uuid = cli.out("submit", "-e", f"PATH={path}", "-e", "LD_LIBRARY_PATH=/nowhere", WAITER)
+    cli("wait", uuid, "--running")
+    try:
+        proc = shell(cli, uuid, "-q", "-c", "echo $PATH; echo $LD_LIBRARY_PATH")
+        assert proc.stdout.splitlines() == [path, "/nowhere"]
+        assert not marker.exists()
+    finally:
+        cli("abort", uuid, rc=None)

@@ -27,6 +27,8 @@ import fcntl
 import json
 import logging
 import os
+import re
+import shlex
 import signal
 import struct
 import subprocess
@@ -41,7 +43,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from hpcsnap.agent.protocol import ShellRequest
-from hpcsnap.agent.sandbox import Sandbox
+from hpcsnap.agent.sandbox import SAFE_PATH, Sandbox, tool
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,18 @@ log = logging.getLogger(__name__)
 MAX_SHELLS = 8
 STDOUT, STDERR = b"\x01", b"\x02"
 _CHUNK = 65536
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Run as the task user, last before the shell: sets the task's environment from the exports
+#: in ``HPCSNAP_SHELL_ENV``, then runs the shell. Everything before it (root's nsenter, env,
+#: setpriv) sees only :data:`SAFE_ENV` and that one inert variable, so the task's PATH or
+#: LD_PRELOAD never choose what root runs.
+_LOADER = 'exports=$HPCSNAP_SHELL_ENV; unset HPCSNAP_SHELL_ENV; eval "$exports" && exec "$@"'
+SAFE_ENV = {"PATH": SAFE_PATH, "LANG": "C.UTF-8"}
+
+
+def exports(env: Mapping[str, str]) -> str:
+    """``env`` as shell-quoted ``export`` lines (names that are not identifiers are left out)."""
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items() if _NAME.match(k))
 
 
 def banner(name: str, uuid: str, job: str) -> str:
@@ -169,16 +183,19 @@ class ShellSession:
     def _spawn(self) -> tuple[subprocess.Popen[bytes], list[tuple[bytes, int]]]:
         req = self.request
         program = _program()
-        argv = [program, "-c", req.command] if req.command is not None else [program]
+        shell = [program, "-c", req.command] if req.command is not None else [program]
         env = dict(self.manager.env)
         # an interactive bash would write ~/.bash_history, that is into /job (HOME)
         env["HISTFILE"] = ""
         if req.term:
             env["TERM"] = req.term
         box = self.manager.box
+        # setsid: a session of its own (--ctty: with the pty as its controlling terminal)
+        setsid = [tool("setsid"), "--ctty", "--"] if req.tty else [tool("setsid"), "--"]
+        loader = ["/bin/sh", "-c", _LOADER, "hpcsnap-shell", *shell]
+        argv, cwd = box.enter(self.manager.task, [*setsid, *loader])
+        spawn_env = {**SAFE_ENV, "HPCSNAP_SHELL_ENV": exports(env)}
         if req.tty:
-            # setsid --ctty: a session of its own, the pty as its controlling terminal
-            argv, cwd = box.enter(self.manager.task, ["setsid", "--ctty", "--", *argv])
             master, slave = os.openpty()
             self._master = master
             _resize(master, req.cols, req.rows)
@@ -186,16 +203,15 @@ class ShellSession:
                 if box.mode == "namespace":
                     os.fchown(slave, box.uid, -1)
                 proc = subprocess.Popen(
-                    argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave
+                    argv, cwd=cwd, env=spawn_env, stdin=slave, stdout=slave, stderr=slave
                 )
             finally:
                 os.close(slave)
             return proc, [(STDOUT, master)]
-        argv, cwd = box.enter(self.manager.task, ["setsid", "--", *argv])
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
-            env=env,
+            env=spawn_env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
