@@ -202,3 +202,49 @@ def test_task_variables_do_not_choose_what_root_runs(cli: Cli, api: Api, tmp_pat
         assert not marker.exists()
     finally:
         cli("abort", uuid, rc=None)
+
+
+def test_interactive_on_a_terminal_with_resize(cli: Cli, waiting: str) -> None:
+    """The CLI on a real pseudo-terminal: raw mode, the window size follows SIGWINCH."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import signal
+    import struct
+    import termios
+    import time
+
+    def set_size(fd: int, rows: int, cols: int) -> None:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: hpcsnap shell on the pty
+        os.environ.clear()
+        os.environ.update({**cli.env, "TERM": "xterm-test"})
+        os.execv(str(EXE), [str(EXE), "shell", "-q", waiting])
+    set_size(fd, 33, 101)
+    seen = b""
+
+    def read_until(needle: bytes, timeout: float = 30) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while needle not in seen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(fd, 4096)
+                except OSError:
+                    break
+        assert needle in seen, seen
+
+    os.write(fd, b"stty size; echo T=$TERM\n")
+    read_until(b"T=xterm-test")
+    assert b"33 101" in seen
+    set_size(fd, 40, 120)
+    os.kill(pid, signal.SIGWINCH)
+    time.sleep(0.5)
+    os.write(fd, b"stty size; exit 7\n")
+    read_until(b"40 120")
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 7

@@ -46,7 +46,7 @@ def _interactive(sh: ShellSession) -> None:
     saved = termios.tcgetattr(fd_in)
     previous = signal.signal(signal.SIGWINCH, on_winch)
     reader = threading.Thread(target=show, daemon=True)
-    tty.setraw(fd_in)
+    tty.setraw(fd_in, termios.TCSADRAIN)  # keeps what was typed ahead
     try:
         reader.start()
         sources = [fd_in, wake_r]
@@ -112,7 +112,7 @@ def shell(task_ref: str, command: str | None, use_tty: bool | None, quiet: bool)
     task = find_task(connection(), task_ref)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     use_tty = interactive if use_tty is None else use_tty
-    size = shutil.get_terminal_size()
+    size = os.get_terminal_size(sys.stdin.fileno()) if interactive else shutil.get_terminal_size()
     sh = task.shell(
         command,
         tty=use_tty,
