@@ -52,6 +52,7 @@ class AgentClient:
         self, server: str, task_uuid: str, token: str, *, max_backoff: float = 5.0
     ) -> None:
         self.base = f"{server.rstrip('/')}/v1/agent/tasks/{task_uuid}"
+        self.token = token
         self.max_backoff = max_backoff
         self._http = httpx.Client(
             headers={"Authorization": token}, timeout=httpx.Timeout(60.0, connect=5.0)
@@ -59,6 +60,11 @@ class AgentClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def websocket_url(self, path: str) -> str:
+        """The ``ws://`` (``wss://``) URL of ``path`` under this task's agent routes."""
+        scheme, rest = self.base.split("://", 1)
+        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}{path}"
 
     def call(
         self,

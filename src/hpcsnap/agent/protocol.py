@@ -118,6 +118,19 @@ class AgentSpec(_Model):
     resume_error: str | None = None
 
 
+class ShellRequest(_Model):
+    """A user waits for a shell in the task (``hpcsnap shell``): the agent opens its end of the
+    relay at ``/v1/agent/tasks/<uuid>/shell/<id>`` (see :mod:`hpcsnap.agent.shell`)."""
+
+    id: str
+    task_name: str
+    tty: bool = False
+    cols: int = 80
+    rows: int = 24
+    term: str | None = None
+    command: str | None = None
+
+
 class AgentEvents(_Model):
     """Answer to the agent's long-poll: what it should do now."""
 
@@ -125,6 +138,7 @@ class AgentEvents(_Model):
     periodic: PeriodicConfig
     snapshots: list[SnapshotRequest] = []
     deleted: bool = False
+    shells: list[ShellRequest] = []
 
 
 class StateReport(_Model):

@@ -37,6 +37,7 @@ from hpcsnap.agent.logs import LogShipper
 from hpcsnap.agent.protocol import AgentEvents, AgentSpec, ResultsCommit, StateReport, TaskState
 from hpcsnap.agent.resume import snapshot_entries
 from hpcsnap.agent.sandbox import Sandbox
+from hpcsnap.agent.shell import ShellManager
 from hpcsnap.agent.snapshots import Snapshotter, with_files
 from hpcsnap.blobstore import ContentStore, open_backend
 from hpcsnap.snapshot.capture import capture
@@ -57,6 +58,7 @@ class TaskRunner:
         self.revoked = threading.Event()
         self.finished = threading.Event()
         self.snapshotter: Snapshotter | None = None
+        self.shells: ShellManager | None = None
 
     # -- signals and events ----------------------------------------------------------------
 
@@ -99,6 +101,9 @@ class TaskRunner:
                     self.snapshotter.submit(req)
             else:
                 version = ev.periodic.version
+            if self.shells is not None:
+                for shell in ev.shells:
+                    self.shells.open(shell)
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -143,6 +148,14 @@ class TaskRunner:
         )
         proc = box.launch(spec.command, env)
         assert proc.stdout is not None and proc.stderr is not None
+        self.shells = ShellManager(
+            box=box,
+            task=proc,
+            env=env,
+            uuid=spec.uuid,
+            url=self.client.websocket_url,
+            token=self.client.token,
+        )
         shipper = LogShipper(self.client, proc.stdout, proc.stderr).start()
         started = time.monotonic()
         outcome: TaskState | None = None
@@ -168,6 +181,11 @@ class TaskRunner:
             time.sleep(0.1)
         box.kill(proc)
         code = proc.returncode
+        self.shells.close_all(
+            "the task was cancelled"
+            if outcome == TaskState.CANCELLED or self.abort.is_set()
+            else "the task ended"
+        )
         if outcome is None and self.abort.is_set():
             # SIGTERM to the whole job (scancel) stops the command and the agent together
             outcome = TaskState.CANCELLED

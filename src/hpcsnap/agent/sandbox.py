@@ -32,6 +32,8 @@ from pathlib import Path
 from hpcsnap.agent import jobclient
 
 JOB = "/job"
+#: Where the agent looks up the tools it runs as root: never the task's own PATH.
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: World-readable home of the in-job ``hpcsnap`` client (hpcsnap's own interpreter may live
 #: where the task user cannot go).
 TOOLS = "/opt/hpcsnap/bin"
@@ -87,6 +89,20 @@ def install_tools() -> None:
     tmp.write_bytes(source)
     tmp.chmod(0o755)
     os.replace(tmp, target)
+
+
+def tool(name: str) -> str:
+    """The absolute path of a system tool, found on :data:`SAFE_PATH`."""
+    return shutil.which(name, path=SAFE_PATH) or name
+
+
+def namespace_init(pid: int) -> int | None:
+    """The first process of the namespaces that ``pid`` (``unshare --fork``) created."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
 
 
 @dataclass
@@ -188,6 +204,44 @@ class Sandbox:
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+
+    def enter(self, task: subprocess.Popen[bytes], argv: list[str]) -> tuple[list[str], str]:
+        """The argv and working directory that run ``argv`` beside the running ``task``.
+
+        In namespace mode: in the task's mount and PID namespaces, in /job, as the task user
+        with the command's own restrictions (no capabilities, ``no_new_privs``, killed with
+        its parent). In direct mode: in the job directory, as the agent's user. The tools run
+        as root are absolute paths: give them a fixed environment, not the task's (whose PATH
+        or LD_PRELOAD would choose what root runs).
+        """
+        if self.mode != "namespace":
+            return argv, str(self.job)
+        init = namespace_init(task.pid)
+        if init is None:
+            raise SandboxError("the task's command is not running")
+        # `env --chdir` runs once inside the mount namespace, where /job is the task's.
+        wrapped = [
+            tool("nsenter"),
+            "--target",
+            str(init),
+            "--mount",
+            "--pid",
+            "--",
+            tool("env"),
+            f"--chdir={JOB}",
+            tool("setpriv"),
+            "--reuid",
+            str(self.uid),
+            "--regid",
+            str(self.gid),
+            "--clear-groups",
+            "--no-new-privs",
+            "--pdeathsig",
+            "KILL",
+            "--",
+            *argv,
+        ]
+        return wrapped, str(self.root)
 
     def kill(self, proc: subprocess.Popen[bytes], *, grace: float = 5.0) -> None:
         """SIGTERM to the whole task, then SIGKILL after ``grace`` seconds.

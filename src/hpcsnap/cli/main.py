@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from hpcsnap import __version__
-from hpcsnap.cli import admin, buckets, contents, snapshots, tasks, upkeep
+from hpcsnap.cli import admin, buckets, contents, shell, snapshots, tasks, upkeep
 from hpcsnap.cli.common import CommandError, Options
 from hpcsnap.sdk import HpcsnapError
 
@@ -60,6 +60,7 @@ tasks.register(cli)
 snapshots.register(cli)
 upkeep.register(cli)
 contents.register(cli)
+shell.register(cli)
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from hpcsnap.sdk.errors import (
     WaitTimeoutError,
 )
 from hpcsnap.sdk.progress import ProgressHook, report
+from hpcsnap.sdk.shell import ShellSession
 from hpcsnap.sdk.snapshot import Snapshot, Verification, parse_date
 from hpcsnap.sdk.states import FINAL_STATES, TaskState
 
@@ -574,6 +575,33 @@ class Task:
         """Delete the task (aborting it first if it runs); its result bucket is kept."""
         self._http.send("DELETE", self._url())
         self._state = TaskState.DELETED
+
+    def shell(
+        self,
+        command: str | None = None,
+        *,
+        tty: bool = False,
+        cols: int = 80,
+        rows: int = 24,
+        term: str | None = None,
+        timeout: float = 60.0,
+    ) -> ShellSession:
+        """A shell (or ``command``, run by it) inside the running task: in /job, with the
+        command's environment, as its user. ``tty=True`` gives it a terminal.
+
+        ``with task.shell("ls -la") as sh: print(sh.communicate().stdout)``. Raises
+        :class:`~hpcsnap.TaskNotRunningError` unless the task is running.
+        """
+        return ShellSession.open(
+            self._http,
+            self._require_uuid(),
+            command=command,
+            tty=tty,
+            cols=cols,
+            rows=rows,
+            term=term,
+            timeout=timeout,
+        )
 
     # ------------------------------------------------------------------ output
 

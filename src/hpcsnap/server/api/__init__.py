@@ -2,11 +2,11 @@
 
 from fastapi import APIRouter
 
-from hpcsnap.server.api import agent, buckets, contents, meta, snapshots, tasks, upkeep
+from hpcsnap.server.api import agent, buckets, contents, meta, shell, snapshots, tasks, upkeep
 
 
 def router() -> APIRouter:
     r = APIRouter()
-    for module in (meta, buckets, tasks, snapshots, contents, upkeep, agent):
+    for module in (meta, buckets, tasks, snapshots, contents, upkeep, agent, shell):
         r.include_router(module.router)
     return r

@@ -33,7 +33,7 @@ from hpcsnap.agent.protocol import (
     TaskState,
     dump,
 )
-from hpcsnap.server import blobrefs, notify, retention
+from hpcsnap.server import blobrefs, notify, retention, shells
 from hpcsnap.server import bucketindex as bx
 from hpcsnap.server.api.deps import AnyCaller, Ctx
 from hpcsnap.server.auth import Caller
@@ -193,8 +193,15 @@ async def events(
         while True:
             woken.clear()
             ev = await run_in_threadpool(_events, ctx, task_uuid, seen=first)
+            ev.shells = shells.offer(task_uuid)  # users waiting for a shell (this process)
             first = False
-            if ev.abort or ev.snapshots or ev.periodic.version != version or ev.deleted:
+            if (
+                ev.abort
+                or ev.snapshots
+                or ev.shells
+                or ev.periodic.version != version
+                or ev.deleted
+            ):
                 return dump(ev)
             if time.monotonic() >= deadline or await request.is_disconnected():
                 return dump(ev)
