@@ -4,6 +4,12 @@ A put writes a temporary file under ``<root>/tmp/`` and renames it over the obje
 sees the old object or the whole new one. Puts are not synced one by one: :meth:`flush` syncs
 the store's file system once (``syncfs``, or ``sync`` where that is missing).
 
+A failure of the store's own file system (full, read-only, I/O error) is raised as a
+:class:`~hpcsnap.blobstore.base.BlobError` naming the store (``StorageFull`` when it is full;
+``TransientBlobError`` when it may pass), never as a bare ``OSError``: the caller can then tell
+it from a failure to read the source, whose errors propagate unchanged. A failed put leaves no
+temporary file behind.
+
 A key cannot also be the "directory" of another key (``a`` and ``a/b``), a limitation of file
 systems that content-addressed keys never hit.
 """
@@ -12,17 +18,29 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
-import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from hpcsnap.blobstore.base import BlobNotFound, check_key
+from hpcsnap.blobstore.base import (
+    BlobError,
+    BlobNotFound,
+    StorageFull,
+    TransientBlobError,
+    check_key,
+)
 
 _CHUNK = 1 << 20
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: Failures of a file system that may pass: read-only (remounted after an error), I/O errors,
+#: a network file system that is busy or whose server is away.
+_PASSING = frozenset(
+    {errno.EROFS, errno.EIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE}
+)
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
@@ -53,6 +71,9 @@ class _Staged:
             except FileNotFoundError:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(self._tmp, path)
+        except OSError as exc:
+            self.discard()
+            raise self._backend.failure(exc, "publishing an object") from exc
         except BaseException:
             self.discard()
             raise
@@ -79,6 +100,16 @@ class LocalBackend:
     def _path(self, key: str) -> Path:
         return self._objects / check_key(key)
 
+    def failure(self, exc: OSError, what: str) -> BlobError:
+        """The blob store error for a failure of this store's file system while ``what``."""
+        reason = exc.strerror or str(exc)
+        if exc.errno in _FULL:
+            return StorageFull(f"no space left on storage {self.root} ({what}: {reason})")
+        if exc.errno == errno.EROFS:
+            return TransientBlobError(f"storage {self.root} is read-only ({what}: {reason})")
+        text = f"storage {self.root}: {what} failed: {reason}"
+        return TransientBlobError(text) if exc.errno in _PASSING else BlobError(text)
+
     def put(self, key: str, src: BinaryIO) -> None:
         path = self._path(key)
         staged = self.stage(src)
@@ -87,10 +118,22 @@ class LocalBackend:
     def stage(self, src: BinaryIO) -> _Staged:
         """Write ``src`` to a temporary file now, name it later (see ``Staging``): lets the
         content store hash and store a file in one read."""
-        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="put-")
         try:
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(src, out, _CHUNK)
+            fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+        except OSError as exc:
+            raise self.failure(exc, "creating a temporary file") from exc
+        try:
+            try:
+                # errors reading src are the source's: they propagate unchanged
+                while chunk := src.read(_CHUNK):
+                    view = memoryview(chunk)
+                    while view:
+                        try:
+                            view = view[os.write(fd, view) :]
+                        except OSError as exc:
+                            raise self.failure(exc, "writing an object") from exc
+            finally:
+                os.close(fd)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -111,8 +154,12 @@ class LocalBackend:
         return st.st_size if stat.S_ISREG(st.st_mode) else None
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        try:
             self._path(key).unlink()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            pass
+        except OSError as exc:
+            raise self.failure(exc, f"deleting {key}") from exc
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Walk only the directory that ``prefix`` names up to its last ``/``.
