@@ -20,7 +20,7 @@ import xxhash
 from hpcsnap.blobstore import Backend
 from hpcsnap.snapshot.manifest import Manifest
 from tests import services
-from tests.support import Api, wait_for
+from tests.support import Api, ServerProcess, hpcsnap, wait_for
 
 #: Snapshot states that are still open (no verdict yet).
 OPEN = {"Triggered", "InProgress"}
@@ -30,35 +30,67 @@ OPEN = {"Triggered", "InProgress"}
 OUTAGE = float(os.environ.get("HPCSNAP_TEST_OUTAGE", "6"))
 
 
+def user(srv: ServerProcess, name: str) -> Api:
+    """A new user of ``srv``, created in the server's own database (PostgreSQL included)."""
+    args = ("user", "create", name, "--data-dir", str(srv.data_dir))
+    return Api(srv.url, hpcsnap(*args, env=srv.env).stdout.strip())
+
+
 def snapshots(api: Api, uuid: str) -> list[dict[str, Any]]:
     return list(api.ok("GET", f"/tasks/{uuid}/snapshots"))
 
 
-def manifest_of(backend: Backend, digest: str) -> Manifest:
-    """The manifest blob ``digest``, read straight from the blob store (any namespace)."""
-    for key in backend.list(""):
-        if key.endswith("/" + digest):
-            with backend.open(key) as src:
-                return Manifest.from_bytes(src.read())
-    raise AssertionError(f"manifest blob {digest} is missing from the blob store")
+class Verifier:
+    """Checks ``Success`` snapshots against their manifests, byte for byte (see :meth:`check`),
+    reading blobs straight from the blob store ``backend``."""
+
+    def __init__(self, api: Api, backend: Backend) -> None:
+        self.api = api
+        self.backend = backend
+        self.namespace: str | None = None
+        self._good: set[str] = set()
+
+    def _key(self, digest: str) -> str:
+        if self.namespace is None:  # the user's namespace: where the first manifest is
+            found = [k for k in self.backend.list("") if k.endswith("/" + digest)]
+            assert found, f"blob {digest} is missing from the blob store"
+            self.namespace = found[0].split("/", 1)[0]
+        return f"{self.namespace}/{digest[:2]}/{digest}"
+
+    def blob(self, digest: str) -> bytes:
+        with self.backend.open(self._key(digest)) as src:
+            data = src.read()
+        assert isinstance(data, bytes)
+        return data
+
+    def check(self, snap: dict[str, Any]) -> Manifest:
+        """Every file of the manifest is a key under the snapshot's directory with the
+        manifest's digest and size, the directory holds nothing else, and the blob store holds
+        content that hashes to that digest, of that size."""
+        assert snap["status"] == "Success", snap
+        manifest = Manifest.from_bytes(self.blob(snap["manifestDigest"]))
+        bucket, directory = snap["snapshotConfig"]["bucket"], snap["directory"]
+        files = {e.path: e for e in manifest.values() if e.kind == "file"}
+        listed = {
+            o["key"][len(directory) :]: o
+            for o in self.api.ok("GET", f"/buckets/{bucket}/files", params={"prefix": directory})
+        }
+        assert set(listed) == set(files), f"snapshot {snap['id']}: keys != its manifest"
+        for path, entry in files.items():
+            assert entry.digest is not None
+            assert (listed[path]["hash"], listed[path]["size"]) == (entry.digest, entry.size)
+            if entry.digest not in self._good:
+                data = self.blob(entry.digest)
+                assert len(data) == entry.size, f"{path}: stored size != manifest"
+                assert xxhash.xxh3_128_hexdigest(data) == entry.digest, f"{path}: torn content"
+                self._good.add(entry.digest)
+        assert snap["filesTotal"] == len(manifest)
+        return manifest
 
 
 def verify_snapshot(api: Api, backend: Backend, snap: dict[str, Any]) -> Manifest:
-    """Check a ``Success`` snapshot against its manifest, byte for byte: every file of the
-    manifest is a key under the snapshot's directory whose bytes hash to the manifest's digest
-    and have its size, and the directory holds nothing else."""
-    assert snap["status"] == "Success", snap
-    manifest = manifest_of(backend, snap["manifestDigest"])
-    bucket, directory = snap["snapshotConfig"]["bucket"], snap["directory"]
-    files = {e.path: e for e in manifest.values() if e.kind == "file"}
-    keys = {k[len(directory) :] for k in api.keys(bucket, directory)}
-    assert keys == set(files), f"snapshot {snap['id']}: keys {keys} != manifest {set(files)}"
-    for path, entry in files.items():
-        data = api.download(bucket, directory + path)
-        assert len(data) == entry.size, f"{path}: {len(data)} bytes, manifest says {entry.size}"
-        assert xxhash.xxh3_128_hexdigest(data) == entry.digest, f"{path}: content != manifest"
-    assert snap["filesTotal"] == len(manifest)
-    return manifest
+    """:meth:`Verifier.check` of one snapshot."""
+    return Verifier(api, backend).check(snap)
 
 
 def settled(api: Api, uuid: str) -> list[dict[str, Any]]:

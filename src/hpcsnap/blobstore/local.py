@@ -92,7 +92,8 @@ class LocalBackend:
         self._objects = self.root / "objects"
         self._tmp = self.root / "tmp"
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
+        if stat.S_IMODE(self.root.stat().st_mode) != 0o700:
+            os.chmod(self.root, 0o700)  # not when it is already: the store may be read-only
         self._objects.mkdir(exist_ok=True)
         self._tmp.mkdir(exist_ok=True)
         self._dirty = False
