@@ -176,3 +176,48 @@ def test_agent_kill9_mid_snapshot_bounded_failure(fresh_server: ServerProcess) -
     first_dir = api.ok("GET", f"/tasks/{uuid}/snapshot/{first}")["directory"]
     assert api.download("agentcrash", first_dir + "a.txt") == b"first\n"
     assert not api.keys("agentcrash", snap["directory"])
+
+
+def agent_token(uuid: str) -> str:
+    """The credential of a task's agent, from its environment (root reads it in /proc)."""
+    for pid in agent_pids(uuid):
+        for var in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            if var.startswith(b"HPCSNAP_AGENT_TOKEN="):
+                return var.split(b"=", 1)[1].decode()
+    raise AssertionError(f"no agent of task {uuid}")
+
+
+def test_answers_lost_in_a_restart_leave_nothing_open(fresh_server: ServerProcess) -> None:
+    """What a ``kill -9`` of the server can do to an agent's calls, replayed on purpose: a
+    snapshot opened by the server whose answer never reached the agent is failed as soon as the
+    agent works on a later one (not left open until the task ends); a commit sent again after
+    its answer was lost is accepted as done."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: reads the agent's credential in /proc")
+    api = fresh_server.user("lost")
+    uuid = api.submit(
+        "echo a > a.txt; while [ ! -e stop ]; do sleep 0.1; done", resultBucket="lost"
+    )
+    api.wait(uuid, {"FullyExecuting"})
+    agent = Api(fresh_server.url, agent_token(uuid))
+    base = f"/agent/tasks/{uuid}"
+    orphan = agent.ok("POST", f"{base}/snapshots", json={"kind": "periodic"})["id"]
+    assert api.ok("GET", f"/tasks/{uuid}/snapshot/{orphan}")["status"] == "InProgress"
+
+    manual = api.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "later"})["id"]
+    done = api.wait_snapshot(uuid, manual)
+    assert done["status"] == "Success", done
+    lost = api.ok("GET", f"/tasks/{uuid}/snapshot/{orphan}")
+    assert lost["status"] == "Failure" and lost["error"].startswith("abandoned"), lost
+
+    keys = api.keys("lost", done["directory"])
+    again = {"files": [], "manifest_digest": done["manifestDigest"]}
+    assert agent.ok("POST", f"{base}/snapshots/{manual}/commit", json=again)["status"] == "Success"
+    assert api.keys("lost", done["directory"]) == keys  # unchanged by the repeated commit
+    other = {"files": [], "manifest_digest": "0" * 32}
+    assert agent.post(f"{base}/snapshots/{manual}/commit", json=other).status_code == 409
+
+    (fresh_server.data_dir / "work" / uuid / "job" / "stop").write_text("")
+    assert api.wait(uuid)["state"] == "Success"
+    verifier = Verifier(api, LocalBackend(fresh_server.data_dir / "blobs"))
+    assert [verifier.check(s) for s in settled(api, uuid) if s["status"] == "Success"]
