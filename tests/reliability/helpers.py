@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -193,7 +194,18 @@ class RestartableS3(services.S3Server):
             self.proc.wait(10)
             self.proc = None
 
+    def freeze(self) -> None:
+        """The server stops answering (``SIGSTOP``): connections open, requests hang."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
         self.down()
         shutil.rmtree(self.root, ignore_errors=True)
 

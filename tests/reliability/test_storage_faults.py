@@ -1,8 +1,9 @@
 """Issue #10, item 3: the storage fails for a while, during periodic snapshots and during the
 final results upload.
 
-Two faults: the S3 server (``rclone serve s3``) killed, then started again on the same port and
-data; the local blob store's file system remounted read-only, then read-write. In both cases:
+Three faults: the S3 server (``rclone serve s3``) killed, then started again on the same port
+and data; the S3 server frozen (``SIGSTOP``: slow storage, every call hangs), then resumed; the
+local blob store's file system remounted read-only, then read-write. In both cases:
 a snapshot taken during the outage is ``Failure`` or a delayed ``Success``, never a ``Success``
 with missing content (every ``Success`` is verified byte for byte against its manifest); the
 job runs on throughout (its counter file has no gap); the snapshots after the outage succeed;
@@ -18,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from hpcsnap.blobstore import Backend, LocalBackend
 from hpcsnap.blobstore.s3 import S3Backend
@@ -66,8 +69,12 @@ def outage_scenario(
     down: Callable[[], None],
     up: Callable[[], None],
     name: str,
+    *,
+    fails_fast: bool = True,
 ) -> dict[str, Any]:
-    """The scenario of the module docstring; returns what it observed."""
+    """The scenario of the module docstring; returns what it observed. ``fails_fast``: the
+    fault makes storage calls fail (rather than hang), so the results upload must be seen
+    failing and retried during the outage."""
     api = srv.user(name)
     uuid = api.submit(JOB, resultBucket=name, snapshotInterval=1)
     api.wait(uuid, {"FullyExecuting"})
@@ -99,12 +106,13 @@ def outage_scenario(
     (counter.parent / "stop").write_text("")
     api.wait(uuid, {"UploadingResults"}, timeout=60)
     agent_log = srv.data_dir / "agents" / f"{uuid}.log"
-    wait_for(
-        lambda: "uploading the results failed" in agent_log.read_text(),
-        bool,
-        120,
-        "the agent to retry the results upload",
-    )
+    if fails_fast:
+        wait_for(
+            lambda: "uploading the results failed" in agent_log.read_text(),
+            bool,
+            120,
+            "the agent to retry the results upload",
+        )
     time.sleep(max(0.0, second + OUTAGE - time.monotonic()))
     assert api.task(uuid)["state"] == "UploadingResults"
     up()
@@ -139,19 +147,23 @@ def report(name: str, seen: dict[str, Any]) -> None:
     )
 
 
-def test_s3_server_down_then_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fault", ["down", "frozen"])
+def test_s3_server_down_or_frozen_then_back(tmp_path: Path, fault: str) -> None:
+    """``down``: the S3 server killed, then started again (connections refused meanwhile);
+    ``frozen``: it stops answering (``SIGSTOP``, then ``SIGCONT``): storage calls hang."""
     with restartable_s3() as s3:
         bucket = s3.new_bucket("outage")
         srv = ServerProcess(tmp_path / "s3", **s3.server_env(bucket))
         srv.start()
         try:
             backend = S3Backend.from_description(s3.description(bucket, "blobs"))
-            seen = outage_scenario(srv, backend, s3.down, s3.up, "s3out")
+            down, up = (s3.down, s3.up) if fault == "down" else (s3.freeze, s3.thaw)
+            seen = outage_scenario(srv, backend, down, up, "s3out", fails_fast=fault == "down")
         finally:
             srv.cleanup()
     for snap in seen["failed"]:
         assert "S3" in snap["error"], snap["error"]
-    report("S3 server down", seen)
+    report(f"S3 server {fault}", seen)
 
 
 def test_local_store_read_only_then_back(tmp_path: Path) -> None:
