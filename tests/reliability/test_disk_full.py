@@ -4,9 +4,10 @@
   takes the rest): that snapshot is ``Failure`` saying "no space left on storage", the job keeps
   running, no temporary file is left behind, and the next snapshot succeeds once there is space
   again (the tmpfs remounted bigger; the filler deleted).
-- The hard size limit: ``tests/server/test_snapshots.py::test_limits_and_minimum_interval``
-  (a snapshot over the limit fails, the job goes on, the next snapshot succeeds);
-  here the same with the job's progress checked around it.
+- The hard size limit is proven by
+  ``tests/server/test_snapshots.py::test_limits_and_minimum_interval``: a snapshot over the
+  limit fails saying so, the job goes on (it prints ``alive`` at its end), the next snapshot
+  succeeds.
 """
 
 from __future__ import annotations
