@@ -8,7 +8,8 @@ A failure of the store's own file system (full, read-only, I/O error) is raised 
 :class:`~hpcsnap.blobstore.base.BlobError` naming the store (``StorageFull`` when it is full;
 ``TransientBlobError`` when it may pass), never as a bare ``OSError``: the caller can then tell
 it from a failure to read the source, whose errors propagate unchanged. A failed put leaves no
-temporary file behind.
+temporary file behind; what a killed writer left is deleted the next time the store is opened
+(by the server at start-up, by each agent) once it is an hour old.
 
 A key cannot also be the "directory" of another key (``a`` and ``a/b``), a limitation of file
 systems that content-addressed keys never hit.
@@ -22,6 +23,7 @@ import errno
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -35,6 +37,8 @@ from hpcsnap.blobstore.base import (
 )
 
 _CHUNK = 1 << 20
+#: Age (seconds since last written) at which a temporary file is a killed put's leftover.
+STALE_AFTER = 3600.0
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 #: Failures of a file system that may pass: read-only (remounted after an error), I/O errors,
 #: a network file system that is busy or whose server is away.
@@ -97,6 +101,21 @@ class LocalBackend:
         self._objects.mkdir(exist_ok=True)
         self._tmp.mkdir(exist_ok=True)
         self._dirty = False
+        self.sweep()
+
+    def sweep(self, older_than: float = STALE_AFTER) -> int:
+        """Delete the temporary files of puts that never ended (their writer was killed) and
+        were last written more than ``older_than`` seconds ago; returns how many. A live put
+        writes its file continuously, so it is never that old."""
+        removed = 0
+        limit = time.time() - older_than
+        with contextlib.suppress(OSError), os.scandir(self._tmp) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.name.startswith("put-") and entry.stat().st_mtime < limit:
+                        os.unlink(entry.path)
+                        removed += 1
+        return removed
 
     def _path(self, key: str) -> Path:
         return self._objects / check_key(key)
