@@ -77,3 +77,14 @@ def test_open_backend_errors(tmp_path: Path) -> None:
         open_backend({})
     with pytest.raises(ValueError, match="needs a 'root'"):
         open_backend({"kind": "local"})
+
+
+def test_leftovers_of_killed_puts_are_swept_when_old(tmp_path: Path) -> None:
+    LocalBackend(tmp_path / "s")
+    tmp = tmp_path / "s" / "tmp"
+    old, fresh = tmp / "put-old", tmp / "put-fresh"
+    old.write_bytes(b"partial")
+    fresh.write_bytes(b"being written")
+    os.utime(old, (0, 1_000_000))
+    LocalBackend(tmp_path / "s")  # opening the store sweeps it (server start, each agent)
+    assert sorted(p.name for p in tmp.iterdir()) == ["put-fresh"]

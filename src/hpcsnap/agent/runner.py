@@ -13,6 +13,10 @@ abort (or SIGTERM/SIGINT)   Cancelled    only with ``uploadResultsOnCancellation
 staging failed              Failure      no
 ==========================  ===========  ====================================================
 
+The results upload is retried, with backoff, while the storage fails in a way that may pass
+(its S3 server away, its disk full or read-only: ``TransientBlobError``), for up to
+:data:`RESULTS_PATIENCE` seconds; the task stays ``UploadingResults`` meanwhile.
+
 SIGUSR1 is what Slurm sends ``grace`` seconds before a job's time limit (``sbatch
 --signal=B:USR1@grace``): the agent stops the task as at its own wall-time limit, so that the
 final snapshot and the results are safe before Slurm kills the job.
@@ -39,13 +43,18 @@ from hpcsnap.agent.resume import snapshot_entries
 from hpcsnap.agent.sandbox import Sandbox
 from hpcsnap.agent.shell import ShellManager
 from hpcsnap.agent.snapshots import Snapshotter, with_files
-from hpcsnap.blobstore import ContentStore, open_backend
+from hpcsnap.blobstore import ContentStore, TransientBlobError, open_backend
 from hpcsnap.snapshot.capture import capture
 from hpcsnap.snapshot.filters import PathFilter
 from hpcsnap.snapshot.manifest import Entry, Manifest
 from hpcsnap.snapshot.restore import restore
 
 log = logging.getLogger(__name__)
+
+#: How long the results upload is retried while the storage fails (seconds).
+RESULTS_PATIENCE = 1800.0
+#: Longest wait between two tries of the results upload (seconds).
+RESULTS_MAX_BACKOFF = 30.0
 
 
 class TaskRunner:
@@ -205,7 +214,7 @@ class TaskRunner:
         if upload:
             self.report(TaskState.UPLOADING)
             try:
-                self.upload_results(spec, store, box, baseline)
+                self.upload_results_patiently(spec, store, box, baseline)
             except Exception as exc:
                 log.exception("results upload failed")
                 outcome = TaskState.FAILURE
@@ -252,6 +261,25 @@ class TaskRunner:
         job = self.snapshotter.submit(request)
         if job is not None:
             job.done.wait(600)
+
+    def upload_results_patiently(
+        self, spec: AgentSpec, store: ContentStore, box: Sandbox, baseline: Manifest
+    ) -> None:
+        """:meth:`upload_results`, tried again with backoff while the storage fails in a way
+        that may pass, for up to :data:`RESULTS_PATIENCE` seconds."""
+        deadline = time.monotonic() + RESULTS_PATIENCE
+        delay = 1.0
+        while True:
+            try:
+                self.upload_results(spec, store, box, baseline)
+                return
+            except TransientBlobError as exc:
+                if time.monotonic() + delay > deadline or self.abort.is_set():
+                    raise
+                log.warning("uploading the results failed (%s); retrying in %.0f s", exc, delay)
+            if self.abort.wait(delay):  # an abort ends the waiting, after one last try
+                deadline = time.monotonic()
+            delay = min(delay * 2, RESULTS_MAX_BACKOFF)
 
     def upload_results(
         self, spec: AgentSpec, store: ContentStore, box: Sandbox, baseline: Manifest

@@ -12,6 +12,7 @@ from hpcsnap.blobstore.base import (
     BlobError,
     BlobNotFound,
     ContentChanged,
+    StorageFull,
     TransientBlobError,
 )
 from hpcsnap.blobstore.content import ContentStore, Stored, hash_file
@@ -27,6 +28,7 @@ __all__ = [
     "ContentStore",
     "LocalBackend",
     "RetryingBackend",
+    "StorageFull",
     "Stored",
     "TransientBlobError",
     "hash_file",

@@ -15,8 +15,10 @@ Contract (checked by ``tests/blobstore/test_conformance.py`` against every backe
 
 Errors: ``BlobError`` is the base of every error a backend raises on purpose; ``BlobNotFound``
 (also a ``KeyError``) for an absent key; ``ContentChanged`` when a source changed while it was
-stored; ``TransientBlobError`` when a retry may succeed. Other exceptions (``OSError``, the
-source's own errors) propagate unchanged.
+stored; ``TransientBlobError`` when a retry may succeed, ``StorageFull`` (one of them) when the
+store has no space left. A failure of the store itself (its disk full or read-only, its server
+gone) is always a ``BlobError``, never a bare ``OSError``, so that a caller can tell it from a
+failure to read the source: the source's own errors (``OSError`` included) propagate unchanged.
 
 Keys are ``/``-separated, relative, without ``.``/``..`` segments, empty segments or NUL.
 """
@@ -42,6 +44,10 @@ class ContentChanged(BlobError):
 class TransientBlobError(BlobError):
     """The store failed in a way that may pass if the operation is retried (network error,
     time-out, throttling, server error); see :class:`~hpcsnap.blobstore.retry.RetryingBackend`."""
+
+
+class StorageFull(TransientBlobError):
+    """The store has no space left (disk full, quota reached): may pass once space is freed."""
 
 
 def check_key(key: str) -> str:

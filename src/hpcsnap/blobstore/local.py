@@ -4,6 +4,13 @@ A put writes a temporary file under ``<root>/tmp/`` and renames it over the obje
 sees the old object or the whole new one. Puts are not synced one by one: :meth:`flush` syncs
 the store's file system once (``syncfs``, or ``sync`` where that is missing).
 
+A failure of the store's own file system (full, read-only, I/O error) is raised as a
+:class:`~hpcsnap.blobstore.base.BlobError` naming the store (``StorageFull`` when it is full;
+``TransientBlobError`` when it may pass), never as a bare ``OSError``: the caller can then tell
+it from a failure to read the source, whose errors propagate unchanged. A failed put leaves no
+temporary file behind; what a killed writer left is deleted the next time the store is opened
+(by the server at start-up, by each agent) once it is an hour old.
+
 A key cannot also be the "directory" of another key (``a`` and ``a/b``), a limitation of file
 systems that content-addressed keys never hit.
 """
@@ -12,17 +19,32 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
-import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from hpcsnap.blobstore.base import BlobNotFound, check_key
+from hpcsnap.blobstore.base import (
+    BlobError,
+    BlobNotFound,
+    StorageFull,
+    TransientBlobError,
+    check_key,
+)
 
 _CHUNK = 1 << 20
+#: Age (seconds since last written) at which a temporary file is a killed put's leftover.
+STALE_AFTER = 3600.0
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: Failures of a file system that may pass: read-only (remounted after an error), I/O errors,
+#: a network file system that is busy or whose server is away.
+_PASSING = frozenset(
+    {errno.EROFS, errno.EIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE}
+)
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
@@ -53,6 +75,9 @@ class _Staged:
             except FileNotFoundError:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(self._tmp, path)
+        except OSError as exc:
+            self.discard()
+            raise self._backend.failure(exc, "publishing an object") from exc
         except BaseException:
             self.discard()
             raise
@@ -71,13 +96,39 @@ class LocalBackend:
         self._objects = self.root / "objects"
         self._tmp = self.root / "tmp"
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
+        if stat.S_IMODE(self.root.stat().st_mode) != 0o700:
+            os.chmod(self.root, 0o700)  # not when it is already: the store may be read-only
         self._objects.mkdir(exist_ok=True)
         self._tmp.mkdir(exist_ok=True)
         self._dirty = False
+        self.sweep()
+
+    def sweep(self, older_than: float = STALE_AFTER) -> int:
+        """Delete the temporary files of puts that never ended (their writer was killed) and
+        were last written more than ``older_than`` seconds ago; returns how many. A live put
+        writes its file continuously, so it is never that old."""
+        removed = 0
+        limit = time.time() - older_than
+        with contextlib.suppress(OSError), os.scandir(self._tmp) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.name.startswith("put-") and entry.stat().st_mtime < limit:
+                        os.unlink(entry.path)
+                        removed += 1
+        return removed
 
     def _path(self, key: str) -> Path:
         return self._objects / check_key(key)
+
+    def failure(self, exc: OSError, what: str) -> BlobError:
+        """The blob store error for a failure of this store's file system while ``what``."""
+        reason = exc.strerror or str(exc)
+        if exc.errno in _FULL:
+            return StorageFull(f"no space left on storage {self.root} ({what}: {reason})")
+        if exc.errno == errno.EROFS:
+            return TransientBlobError(f"storage {self.root} is read-only ({what}: {reason})")
+        text = f"storage {self.root}: {what} failed: {reason}"
+        return TransientBlobError(text) if exc.errno in _PASSING else BlobError(text)
 
     def put(self, key: str, src: BinaryIO) -> None:
         path = self._path(key)
@@ -87,10 +138,22 @@ class LocalBackend:
     def stage(self, src: BinaryIO) -> _Staged:
         """Write ``src`` to a temporary file now, name it later (see ``Staging``): lets the
         content store hash and store a file in one read."""
-        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="put-")
         try:
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(src, out, _CHUNK)
+            fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+        except OSError as exc:
+            raise self.failure(exc, "creating a temporary file") from exc
+        try:
+            try:
+                # errors reading src are the source's: they propagate unchanged
+                while chunk := src.read(_CHUNK):
+                    view = memoryview(chunk)
+                    while view:
+                        try:
+                            view = view[os.write(fd, view) :]
+                        except OSError as exc:
+                            raise self.failure(exc, "writing an object") from exc
+            finally:
+                os.close(fd)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -111,8 +174,12 @@ class LocalBackend:
         return st.st_size if stat.S_ISREG(st.st_mode) else None
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        try:
             self._path(key).unlink()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            pass
+        except OSError as exc:
+            raise self.failure(exc, f"deleting {key}") from exc
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Walk only the directory that ``prefix`` names up to its last ``/``.

@@ -99,16 +99,50 @@ def as_request(snap: Snapshot) -> SnapshotRequest:
     )
 
 
+ABANDONED = (
+    "abandoned: its agent went on to a later snapshot without finishing this one (a request "
+    "or a report was lost, e.g. while the server restarted)"
+)
+
+
+def fail_abandoned(session: Session, snap: Snapshot) -> int:
+    """Fail the snapshots of ``snap``'s task still ``InProgress`` that were triggered before it.
+
+    An agent captures one snapshot at a time, in the order it was given them, so when it works
+    on ``snap`` an earlier one still open will never finish: the server committed it but its
+    answer was lost (the server was killed), or the agent's last report of it was lost. Without
+    this it would stay open until the task ends.
+    """
+    count = 0
+    for other in session.scalars(
+        select(Snapshot).where(
+            Snapshot.task_uuid == snap.task_uuid,
+            Snapshot.status == SnapshotStatus.IN_PROGRESS.value,
+            Snapshot.trigger_date < snap.trigger_date,
+            Snapshot.id != snap.id,
+        )
+    ):
+        other.status = SnapshotStatus.FAILURE.value
+        other.error = ABANDONED
+        other.last_update_date = utcnow()
+        count += 1
+    return count
+
+
 def commit_snapshot(
     session: Session, store: ContentStore, task: Task, snap: Snapshot, body: SnapshotCommit
 ) -> None:
     """Publish every key of a finished capture and mark it ``Success``, in one transaction.
 
+    The same commit sent again (its answer was lost in a server restart) changes nothing.
     Every blob it references must still be stored (:func:`blobrefs.check_stored`): a digest
     the agent reused from an earlier capture may have been freed since (409, and the agent
     stores it again)."""
+    if snap.status == SnapshotStatus.SUCCESS and snap.manifest_digest == body.manifest_digest:
+        return
     if snap.status not in (SnapshotStatus.TRIGGERED, SnapshotStatus.IN_PROGRESS):
         raise Conflict(f"snapshot {snap.id} is already {snap.status}")
+    fail_abandoned(session, snap)
     digests = {f.digest for f in body.files}
     digests.add(body.manifest_digest)
     blobrefs.check_stored(session, store, task.owner_id, digests)

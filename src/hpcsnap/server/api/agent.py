@@ -43,7 +43,7 @@ from hpcsnap.server.db.models import utcnow
 from hpcsnap.server.errors import Conflict, NotFound
 from hpcsnap.server.lifecycle import set_state
 from hpcsnap.server.resume import agent_manifests
-from hpcsnap.server.snapshots import as_request, commit_snapshot, create_snapshot
+from hpcsnap.server.snapshots import as_request, commit_snapshot, create_snapshot, fail_abandoned
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/agent/tasks/{task_uuid}", tags=["agent"], include_in_schema=False)
@@ -265,6 +265,8 @@ def snapshot_progress(
             raise Conflict(f"snapshot {snapshot_id} is already {snap.status}")
         if body.status == SnapshotStatus.SUCCESS:
             raise Conflict("a snapshot becomes Success only by committing its files")
+        if body.status == SnapshotStatus.IN_PROGRESS:
+            fail_abandoned(session, snap)
         snap.status = body.status.value
         snap.size_to_upload = body.size_to_upload
         snap.transferred_size = body.transferred_size
