@@ -15,6 +15,7 @@ from hpcsnap.server import notify
 from hpcsnap.server.db import Snapshot, Task
 from hpcsnap.server.db.models import utcnow
 from hpcsnap.server.errors import BadRequest, Conflict
+from hpcsnap.server.events import EventType, record_snapshot
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -79,6 +80,7 @@ def create_snapshot(
     )
     session.add(snap)
     session.flush()
+    record_snapshot(session, snap, EventType.SNAPSHOT_TRIGGERED)
     # Wake the agent's long-poll once this snapshot is visible to it.
     event.listen(session, "after_commit", lambda _s: notify.wake(task.uuid), once=True)
     return snap
@@ -121,3 +123,4 @@ def commit_snapshot(session: Session, task: Task, snap: Snapshot, body: Snapshot
     snap.duration_ms = body.duration_ms
     snap.skipped_ticks = body.skipped_ticks
     task.results_count += 1
+    record_snapshot(session, snap, EventType.SNAPSHOT_SUCCESS)

@@ -2,11 +2,11 @@
 
 from fastapi import APIRouter
 
-from hpcsnap.server.api import agent, buckets, meta, snapshots, tasks
+from hpcsnap.server.api import agent, buckets, events, meta, snapshots, tasks
 
 
 def router() -> APIRouter:
     r = APIRouter()
-    for module in (meta, buckets, tasks, snapshots, agent):
+    for module in (meta, buckets, tasks, events, snapshots, agent):
         r.include_router(module.router)
     return r
