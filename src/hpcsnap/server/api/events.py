@@ -90,7 +90,8 @@ async def long_poll(
 
 
 def sse_message(event: dict[str, Any]) -> str:
-    return f"id: {event['id']}\nevent: {event['type']}\ndata: {json.dumps(event, separators=(",", ":"))}\n\n"
+    data = json.dumps(event, separators=(",", ":"))
+    return f"id: {event['id']}\nevent: {event['type']}\ndata: {data}\n\n"
 
 
 async def sse_stream(
