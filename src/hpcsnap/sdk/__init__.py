@@ -40,6 +40,7 @@ from hpcsnap.sdk.errors import (
     UnauthorizedError,
     WaitTimeoutError,
 )
+from hpcsnap.sdk.events import TaskEvent
 from hpcsnap.sdk.progress import ProgressHook
 from hpcsnap.sdk.snapshot import Snapshot
 from hpcsnap.sdk.states import SnapshotStatus, TaskState
@@ -68,6 +69,7 @@ __all__ = [
     "SnapshotNotReadyError",
     "SnapshotStatus",
     "Task",
+    "TaskEvent",
     "TaskNotRunningError",
     "TaskNotSubmittedError",
     "TaskState",

@@ -25,6 +25,7 @@ from hpcsnap.sdk.errors import (
     TaskSubmittedError,
     WaitTimeoutError,
 )
+from hpcsnap.sdk.events import TaskEvent, iter_events
 from hpcsnap.sdk.progress import ProgressHook, report
 from hpcsnap.sdk.snapshot import Snapshot, parse_date
 from hpcsnap.sdk.states import FINAL_STATES, TaskState
@@ -563,6 +564,14 @@ class Task:
                 return
             else:
                 time.sleep(next(delays))
+
+    def events(self, *, after: int = 0, follow: bool = False) -> Iterator[TaskEvent]:
+        """The task's events after id ``after``, oldest first: state changes, snapshot events,
+        output chunks, and last its ``end`` (see :class:`~hpcsnap.TaskEvent`).
+
+        With ``follow=True``, waits for new ones (long-poll) until the task has ended.
+        """
+        return iter_events(self._http, self._url("events"), after=after, follow=follow)
 
     def download_results(
         self,
