@@ -1,7 +1,7 @@
 """``hpcsnap logs -f``: a task's output with its state and snapshot events inline.
 
-Event lines start with ``-- `` so that they stand out of the output (and ``grep -v '^-- '``
-takes them out again); ``--json`` prints each event as one JSON line instead.
+Event lines start with ``-- `` so that they stand out of the output; ``--json`` prints each
+event as one JSON line instead.
 """
 
 from __future__ import annotations
@@ -65,22 +65,22 @@ def describe(event: TaskEvent) -> str | None:
 
 
 def follow(task: Task, *, stream: str, follow: bool, events_only: bool, as_json: bool) -> None:
-    """Print the task's events (and its ``stream`` output unless ``events_only``)."""
+    """Print the task's ``stream`` output on stdout with its events as ``-- `` lines on
+    stderr (inline on a terminal; a redirect of stdout keeps the output alone). With
+    ``events_only`` the event lines go to stdout; ``as_json`` prints JSON lines on stdout."""
     line_open = False  # the output printed last did not end its line
     for event in task.events(follow=follow):
         if event.is_log and (events_only or event.stream != stream):
             continue
         if as_json:
             click.echo(json.dumps(event.raw, ensure_ascii=False))
-            continue
-        if event.is_log:
+        elif event.is_log:
             click.echo(event.text, nl=False)
             line_open = not event.text.endswith("\n")
+        elif (line := describe(event)) is None:
             continue
-        line = describe(event)
-        if line is None:
-            continue
-        if line_open:
-            click.echo()
+        elif events_only:
+            click.echo(line)
+        else:
+            click.echo(("\n" if line_open else "") + line, err=True)
             line_open = False
-        click.echo(line)
