@@ -136,3 +136,67 @@ def test_log_events_carry_their_chunk_and_pages_follow_on(db: Database) -> None:
     assert "".join(e["text"] for e in flat) == "".join(f"line {i}\n" for i in range(7))
     assert [e["offset"] for e in flat[1:]] == [e["end"] for e in flat[:-1]]
     assert all(e["stream"] == "stdout" for e in flat)
+
+
+def test_tasks_from_before_the_upgrade_get_a_stream(tmp_path: Path) -> None:
+    """Migration 0004 gives existing tasks their output, snapshots, state and end."""
+    from alembic import command
+    from alembic.config import Config
+
+    from hpcsnap.server.db.session import MIGRATIONS
+
+    database = Database(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection_engine"] = database.engine
+    command.upgrade(cfg, "0003")
+    now = dt.datetime(2026, 11, 1, 12, 0, 0)
+    with database.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO users (id, name, email, is_admin, created_at) "
+            "VALUES (1, 'old', 'old@x', 0, ?)",
+            (now,),
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO tasks (uuid, owner_id, name, profile, command, tags, labels, constants,"
+            " resource_buckets, snapshot_interval, snapshot_config_version,"
+            " upload_results_on_cancellation, include_unchanged_inputs, state, previous_state,"
+            " state_transition_time, creation_date, end_date, exit_code, errors, results_count,"
+            " executor, abort_requested, deleted, stdout_cursor, stderr_cursor) VALUES"
+            " ('t-old', 1, 'old', 'shell', 'true', '[]', '{}', '[]', '[]', 0, 0, 0, 0,"
+            " 'Success', 'UploadingResults', ?, ?, ?, 0, '[]', 1, 'local', 0, 0, 0, 0)",
+            (now, now, now),
+        )
+        for i, (stream, offset, text) in enumerate(
+            [("stdout", 0, "a\n"), ("stderr", 0, "e\n"), ("stdout", 2, "b\n")]
+        ):
+            conn.exec_driver_sql(
+                "INSERT INTO log_chunks (id, task_uuid, stream, offset, data) "
+                "VALUES (?, 't-old', ?, ?, ?)",
+                (i + 1, stream, offset, text),
+            )
+        conn.exec_driver_sql(
+            "INSERT INTO snapshots (id, task_uuid, kind, status, trigger_date, last_update_date,"
+            " directory, size_to_upload, transferred_size, files_total, files_done, files_reused,"
+            " files_read, bytes_total, bytes_stored, warnings, duration_ms, skipped_ticks) VALUES"
+            " ('s-old', 't-old', 'periodic', 'Success', ?, ?, 'snapshots/x/', 0, 0, 2, 2, 1, 1,"
+            " 10, 5, '[]', 30, 0)",
+            (now, now),
+        )
+    database.upgrade()
+    try:
+        with database.session() as s:
+            got = events.read_events(s, "t-old", 0, 100)
+    finally:
+        database.dispose()
+    assert [e["type"] for e in got] == [
+        "log", "log", "log", "snapshot.triggered", "snapshot.success", "state", "end",
+    ]  # fmt: skip
+    assert [(e["stream"], e["text"]) for e in got[:3]] == [
+        ("stdout", "a\n"),
+        ("stderr", "e\n"),
+        ("stdout", "b\n"),
+    ]
+    assert got[4]["filesReused"] == 1 and got[4]["directory"] == "snapshots/x/"
+    assert (got[5]["from"], got[5]["to"]) == ("UploadingResults", "Success")
+    assert got[6]["state"] == "Success" and got[6]["exitCode"] == 0
