@@ -27,6 +27,7 @@ async def task_events(
         server_ctx(request),
         user.caller,
         task_uuid,
+        request,
         after=after,
         last_event_id=last_event_id,
         as_json=False,

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
@@ -75,9 +75,15 @@ async def _nap(woken: asyncio.Event, seconds: float) -> None:
 
 
 async def long_poll(
-    ctx: ServerContext, caller: Caller, task_uuid: str, after: int, wait: float
+    ctx: ServerContext,
+    caller: Caller,
+    task_uuid: str,
+    after: int,
+    wait: float,
+    request: Request | None = None,
 ) -> Batch:
-    """The events after ``after``, as soon as there is one, or none after ``wait`` seconds."""
+    """The events after ``after``, as soon as there is one, or none after ``wait`` seconds
+    (or once the client has gone)."""
     deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT)
     with notify.subscribe(wake_key(task_uuid)) as woken:
         while True:
@@ -85,6 +91,8 @@ async def long_poll(
             batch = await _look(ctx, caller, task_uuid, after)
             left = deadline - time.monotonic()
             if batch.events or batch.done or left <= 0:
+                return batch
+            if request is not None and await request.is_disconnected():
                 return batch
             await _nap(woken, min(POLL, left))
 
@@ -144,6 +152,7 @@ async def events_response(
     ctx: ServerContext,
     caller: Caller,
     task_uuid: str,
+    request: Request,
     *,
     after: int,
     last_event_id: str | None,
@@ -155,7 +164,7 @@ async def events_response(
     stream starts: 404 for a task that is not the caller's)."""
     cursor = parse_cursor(after, last_event_id)
     if as_json:
-        batch = await long_poll(ctx, caller, task_uuid, cursor, wait)
+        batch = await long_poll(ctx, caller, task_uuid, cursor, wait, request)
         return {"events": batch.events, "last": batch.last(cursor), "done": batch.done}
     first = await _look(ctx, caller, task_uuid, cursor)
     if first.done and not first.events:
@@ -173,6 +182,7 @@ async def task_events(
     task_uuid: str,
     ctx: Ctx,
     user: User,
+    request: Request,
     after: int = 0,
     format: str = "sse",
     wait: float = 0,
@@ -193,6 +203,7 @@ async def task_events(
         ctx,
         user,
         task_uuid,
+        request,
         after=after,
         last_event_id=last_event_id,
         as_json=format == "json",
