@@ -146,9 +146,7 @@ def record_progress(session: Session, snap: Snapshot) -> bool:
     """A ``snapshot.progress`` event, unless this snapshot had an event within
     :data:`PROGRESS_EVERY`. True if one was recorded."""
     latest = session.scalar(
-        select(func.max(TaskEvent.time)).where(
-            TaskEvent.task_uuid == snap.task_uuid, TaskEvent.snapshot_id == snap.id
-        )
+        select(func.max(TaskEvent.time)).where(TaskEvent.snapshot_id == snap.id)
     )
     if latest is not None and utcnow() - latest < PROGRESS_EVERY:
         return False

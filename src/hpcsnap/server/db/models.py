@@ -199,6 +199,7 @@ class TaskEvent(Base):
     __tablename__ = "task_events"
     __table_args__ = (
         Index("ix_task_events_task", "task_uuid", "id"),
+        Index("ix_task_events_snapshot", "snapshot_id"),
         {"sqlite_autoincrement": True},
     )
 

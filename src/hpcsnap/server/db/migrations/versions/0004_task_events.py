@@ -38,6 +38,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("task_events", schema=None) as batch_op:
         batch_op.create_index("ix_task_events_task", ["task_uuid", "id"], unique=False)
+        batch_op.create_index("ix_task_events_snapshot", ["snapshot_id"], unique=False)
     backfill()
 
 
@@ -163,6 +164,7 @@ def backfill() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("task_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_task_events_snapshot")
         batch_op.drop_index("ix_task_events_task")
 
     op.drop_table("task_events")
