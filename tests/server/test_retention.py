@@ -182,6 +182,11 @@ def test_retention_keeps_the_last_n_periodic_and_storage_follows(server: ServerP
         assert sum(dt.datetime.fromisoformat(p["lastUpdateDate"]) <= deleted_at for p in newer) >= 2
     keys = api.keys("rot-res")
     assert not [k for k in keys if any(k.startswith(s["directory"]) for s in deleted)]
+    # the task's event stream says which snapshots retention deleted
+    events = api.ok("GET", f"/tasks/{uuid}/events", params={"format": "json", "wait": 0})
+    gone = [e for e in events["events"] if e["type"] == "snapshot.deleted"]
+    assert {e["snapshotId"] for e in gone} == {s["id"] for s in deleted}, gone
+    assert {e["reason"] for e in gone} == {"retention"}
 
     # storage holds exactly what live keys and live manifests reference
     listed = api.ok("GET", "/buckets/rot-res/files")

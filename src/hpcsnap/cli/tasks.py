@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from hpcsnap.cli import output
+from hpcsnap.cli import events, output
 from hpcsnap.cli.buckets import upload
 from hpcsnap.cli.common import connection, failed, find_snapshot, find_task
 from hpcsnap.sdk import Bucket, Connection, Task, TaskState
@@ -262,16 +262,23 @@ def show(task_ref: str, as_json: bool) -> None:
 
 @click.command()
 @click.argument("task_ref", metavar="TASK")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing until the task ends.")
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing until the task ends, events inline."
+)
 @click.option("--stderr", "err", is_flag=True, help="Standard error instead of output.")
-def logs(task_ref: str, follow: bool, err: bool) -> None:
-    """Print a task's standard output (or error)."""
+@click.option("--events-only", is_flag=True, help="Only the state and snapshot events.")
+@click.option("--json", "as_json", is_flag=True, help="Events as JSON lines (output included).")
+def logs(task_ref: str, follow: bool, err: bool, events_only: bool, as_json: bool) -> None:
+    """Print a task's standard output (or error).
+
+    With -f, -- lines show its state changes and snapshots as they happen, until it ends.
+    """
     task = find_task(connection(), task_ref)
-    if not follow:
+    if not (follow or events_only or as_json):
         click.echo(task.stderr() if err else task.stdout(), nl=False)
         return
-    for chunk in task.follow("stderr" if err else "stdout"):
-        click.echo(chunk, nl=False)
+    stream = "stderr" if err else "stdout"
+    events.follow(task, stream=stream, follow=follow, events_only=events_only, as_json=as_json)
 
 
 @click.command("wait")

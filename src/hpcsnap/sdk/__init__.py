@@ -41,6 +41,7 @@ from hpcsnap.sdk.errors import (
     UnauthorizedError,
     WaitTimeoutError,
 )
+from hpcsnap.sdk.events import TaskEvent
 from hpcsnap.sdk.progress import ProgressHook
 from hpcsnap.sdk.snapshot import Snapshot, Verification
 from hpcsnap.sdk.states import SnapshotStatus, TaskState
@@ -72,6 +73,7 @@ __all__ = [
     "SnapshotNotReadyError",
     "SnapshotStatus",
     "Task",
+    "TaskEvent",
     "TaskNotRunningError",
     "TaskNotSubmittedError",
     "TaskState",

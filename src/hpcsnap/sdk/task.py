@@ -25,6 +25,7 @@ from hpcsnap.sdk.errors import (
     TaskSubmittedError,
     WaitTimeoutError,
 )
+from hpcsnap.sdk.events import TaskEvent, iter_events
 from hpcsnap.sdk.progress import ProgressHook, report
 from hpcsnap.sdk.shell import ShellSession
 from hpcsnap.sdk.snapshot import Snapshot, Verification, parse_date
@@ -638,6 +639,14 @@ class Task:
                 return
             else:
                 time.sleep(next(delays))
+
+    def events(self, *, after: int = 0, follow: bool = False) -> Iterator[TaskEvent]:
+        """The task's events after id ``after``, oldest first: state changes, snapshot events,
+        output chunks, and last its ``end`` (see :class:`~hpcsnap.TaskEvent`).
+
+        With ``follow=True``, waits for new ones (long-poll) until the task has ended.
+        """
+        return iter_events(self._http, self._url("events"), after=after, follow=follow)
 
     def download_results(
         self,

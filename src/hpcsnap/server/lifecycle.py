@@ -9,6 +9,7 @@ from hpcsnap.agent.protocol import TERMINAL_STATES, SnapshotStatus, TaskState
 from hpcsnap.server.auth import revoke_agent_tokens
 from hpcsnap.server.db import Snapshot, Task
 from hpcsnap.server.db.models import utcnow
+from hpcsnap.server.events import EventType, record_end, record_snapshot, record_state
 
 
 def set_state(
@@ -19,7 +20,10 @@ def set_state(
     error: str | None = None,
     exit_code: int | None = None,
 ) -> bool:
-    """Move ``task`` to ``state``; a finished task never changes again. True if it moved."""
+    """Move ``task`` to ``state``; a finished task never changes again. True if it moved.
+
+    Each move is a ``state`` event of the task's stream; the move to a terminal state is
+    followed by the failure events of its unfinished snapshots, then by the ``end`` event."""
     if task.state in TERMINAL_STATES:
         return False
     now = utcnow()
@@ -33,13 +37,16 @@ def set_state(
         task.state,
         task.state_transition_time,
     )
+    previous = task.state
     task.state, task.state_transition_time = state.value, now
+    record_state(session, task, previous, message=error)
     if state == TaskState.EXECUTING and task.start_date is None:
         task.start_date = now
     if state in TERMINAL_STATES:
         task.end_date = now
         revoke_agent_tokens(session, task.uuid)
         fail_open_snapshots(session, task.uuid, f"task ended ({state.value}) before it completed")
+        record_end(session, task)
     return True
 
 
@@ -53,5 +60,6 @@ def fail_open_snapshots(session: Session, task_uuid: str, message: str) -> int:
         snap.status = SnapshotStatus.FAILURE.value
         snap.error = message
         snap.last_update_date = utcnow()
+        record_snapshot(session, snap, EventType.SNAPSHOT_FAILURE)
         count += 1
     return count

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from hpcsnap.agent.protocol import SnapshotStatus
 from hpcsnap.blobstore import BlobError, ContentStore
-from hpcsnap.server import blobrefs
+from hpcsnap.server import blobrefs, events
 from hpcsnap.server.db import Database, Object, Snapshot, Task
 from hpcsnap.server.db.models import utcnow
 from hpcsnap.server.errors import BadRequest, Conflict
@@ -43,8 +43,9 @@ def check_retention(value: int | None, field: str = "snapshotRetention") -> int 
     return value
 
 
-def delete_snapshot(session: Session, snap: Snapshot) -> None:
-    """Remove the snapshot's keys and mark it deleted (its content is collected later)."""
+def delete_snapshot(session: Session, snap: Snapshot, *, reason: str = "request") -> None:
+    """Remove the snapshot's keys and mark it deleted (its content is collected later); the
+    task's event stream says why (``reason``: ``request`` or ``retention``)."""
     if snap.deleted_at is not None:
         raise Conflict(
             f"snapshot {snap.id} was already deleted ({snap.deleted_at:%Y-%m-%d %H:%M:%S} UTC)"
@@ -56,6 +57,7 @@ def delete_snapshot(session: Session, snap: Snapshot) -> None:
         )
     session.execute(delete(Object).where(Object.snapshot_id == snap.id))
     snap.deleted_at = utcnow()
+    events.record_snapshot_deleted(session, snap, reason)
 
 
 def expired(session: Session, task: Task) -> Sequence[Snapshot]:
@@ -87,7 +89,7 @@ def apply_retention(db: Database, store: ContentStore, task_uuid: str) -> list[s
             return []
         gone = []
         for snap in expired(session, task):
-            delete_snapshot(session, snap)
+            delete_snapshot(session, snap, reason="retention")
             gone.append(snap.id)
         owner_id = task.owner_id
     if gone:

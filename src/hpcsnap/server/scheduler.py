@@ -31,6 +31,7 @@ from hpcsnap.server.auth import issue_token
 from hpcsnap.server.context import ServerContext
 from hpcsnap.server.db import Task
 from hpcsnap.server.db.models import utcnow
+from hpcsnap.server.events import record_state
 from hpcsnap.server.lifecycle import set_state
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class Scheduler:
                 return
             task = s.get(Task, task_uuid)
             assert task is not None
+            record_state(s, task, TaskState.SUBMITTED.value)
             token = issue_token(s, task.owner_id, kind="agent", task_uuid=task_uuid)
             wall = task.wall_time_limit
         launch = AgentLaunch(

@@ -16,6 +16,7 @@ from hpcsnap.server import bucketindex as bx
 from hpcsnap.server.db import Snapshot, Task
 from hpcsnap.server.db.models import utcnow
 from hpcsnap.server.errors import BadRequest, Conflict
+from hpcsnap.server.events import EventType, record_snapshot
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -80,6 +81,7 @@ def create_snapshot(
     )
     session.add(snap)
     session.flush()
+    record_snapshot(session, snap, EventType.SNAPSHOT_TRIGGERED)
     # Wake the agent's long-poll once this snapshot is visible to it.
     event.listen(session, "after_commit", lambda _s: notify.wake(task.uuid), once=True)
     return snap
@@ -165,3 +167,4 @@ def commit_snapshot(
     snap.duration_ms = body.duration_ms
     snap.skipped_ticks = body.skipped_ticks
     task.results_count += 1
+    record_snapshot(session, snap, EventType.SNAPSHOT_SUCCESS)

@@ -14,6 +14,7 @@ from hpcsnap.server.api.tasks import get_task, request_abort
 from hpcsnap.server.auth import authenticate, hash_token
 from hpcsnap.server.db import Task
 from hpcsnap.server.errors import ApiError, BadRequest, Conflict, Unauthorized
+from hpcsnap.server.events import last_event_id
 from hpcsnap.server.snapshots import check_label, create_snapshot
 from hpcsnap.server.taskviews import task_json
 from hpcsnap.web import queries
@@ -223,6 +224,7 @@ def _task_flags(task: Task) -> dict[str, Any]:
 def task_page(request: Request, task_uuid: str, user: Me, done: str = "") -> Response:
     with server_ctx(request).db.session() as s:
         task = get_task(s, user.caller, task_uuid)
+        events = last_event_id(s, task.uuid)  # before the logs: the stream follows on from here
         parts = _fragments(request, user, task, s)
         logs = {name: queries.log_tail(s, task.uuid, name) for name in ("stdout", "stderr")}
         amount, unit = split_interval(task.snapshot_interval)
@@ -239,6 +241,7 @@ def task_page(request: Request, task_uuid: str, user: Me, done: str = "") -> Res
             interval_amount=amount,
             interval_unit=unit,
             message=DONE_MESSAGES.get(done),
+            events=events,
         )
 
 

@@ -41,6 +41,7 @@ from hpcsnap.server.context import ServerContext
 from hpcsnap.server.db import LogChunk, Snapshot, Task
 from hpcsnap.server.db.models import utcnow
 from hpcsnap.server.errors import Conflict, NotFound
+from hpcsnap.server.events import EventType, record_log, record_progress, record_snapshot
 from hpcsnap.server.lifecycle import set_state
 from hpcsnap.server.resume import agent_manifests
 from hpcsnap.server.snapshots import as_request, commit_snapshot, create_snapshot, fail_abandoned
@@ -155,7 +156,9 @@ def report_logs(task_uuid: str, body: LogReport, agent: Agent, ctx: Ctx) -> dict
                     LogChunk.task_uuid == task_uuid, LogChunk.stream == stream
                 )
             )
-            session.add(LogChunk(task_uuid=task_uuid, stream=stream, offset=end or 0, data=text))
+            chunk = LogChunk(task_uuid=task_uuid, stream=stream, offset=end or 0, data=text)
+            session.add(chunk)
+            record_log(session, chunk)
     return {"ok": 1}
 
 
@@ -275,6 +278,10 @@ def snapshot_progress(
         if body.error:
             snap.error = body.error
         snap.last_update_date = utcnow()
+        if body.status == SnapshotStatus.FAILURE:
+            record_snapshot(session, snap, EventType.SNAPSHOT_FAILURE)
+        else:
+            record_progress(session, snap)
         return {"status": snap.status}
 
 

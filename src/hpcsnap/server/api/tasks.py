@@ -20,6 +20,7 @@ from hpcsnap.server.auth import Caller
 from hpcsnap.server.config import Settings
 from hpcsnap.server.db import LogChunk, Task
 from hpcsnap.server.errors import ApiError, BadRequest, Forbidden, NotFound
+from hpcsnap.server.events import record_state
 from hpcsnap.server.lifecycle import set_state
 from hpcsnap.server.resume import ResumeFrom, resolve
 from hpcsnap.server.retention import check_retention
@@ -199,6 +200,7 @@ def build_task(session: Session, settings: Settings, caller: Caller, sub: TaskSu
     )
     session.add(task)
     session.flush()
+    record_state(session, task, None)
     return task
 
 

@@ -10,6 +10,7 @@ from hpcsnap.server.db.models import (
     Object,
     Snapshot,
     Task,
+    TaskEvent,
     Token,
     User,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "Object",
     "Snapshot",
     "Task",
+    "TaskEvent",
     "Token",
     "User",
 ]

@@ -186,3 +186,29 @@ class Snapshot(Base):
     skipped_ticks: Mapped[int] = mapped_column(Integer, default=0)
     #: Set when the snapshot was deleted (by retention or on request); its keys are gone.
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
+
+
+class TaskEvent(Base):
+    """One entry of a task's event stream (``GET /v1/tasks/{uuid}/events``), in order of ``id``.
+
+    Writers lock the task's row before inserting (see :mod:`hpcsnap.server.events`), so a task's
+    events get their ids in commit order even on PostgreSQL. A ``log`` event points at its
+    :class:`LogChunk` rather than copying the text.
+    """
+
+    __tablename__ = "task_events"
+    __table_args__ = (
+        Index("ix_task_events_task", "task_uuid", "id"),
+        Index("ix_task_events_snapshot", "snapshot_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_uuid: Mapped[str] = mapped_column(ForeignKey("tasks.uuid", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(32))
+    time: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    snapshot_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    log_chunk_id: Mapped[int | None] = mapped_column(
+        ForeignKey("log_chunks.id", ondelete="CASCADE"), default=None
+    )
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,4 +1,5 @@
-/* Task page: live state, snapshots, chart and logs; Snapshot now, periodic settings, abort. */
+/* Task page: live state, snapshots, chart and logs; Snapshot now, periodic settings, abort.
+   It follows the task's event stream (EventSource) and falls back to polling without it. */
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -8,6 +9,8 @@ document.addEventListener("DOMContentLoaded", () => {
   let version = root.dataset.version;
   const offsets = { stdout: Number(root.dataset.stdout), stderr: Number(root.dataset.stderr) };
   let afterEnd = root.dataset.terminal === "true" ? 0 : 3;
+  let lastEvent = Number(root.dataset.events || 0);
+  let live = null; // the EventSource while the page follows the stream
   const message = document.getElementById("task-message");
   const MAX_LOG = 200000;
 
@@ -30,6 +33,15 @@ document.addEventListener("DOMContentLoaded", () => {
     if (atBottom) pre.scrollTop = pre.scrollHeight;
   }
 
+  /** Show output [start, end) of a log, minus what it shows already; false if some is missing. */
+  function appendAt(name, start, text, end, gapOk) {
+    if (end <= offsets[name]) return true;
+    if (start > offsets[name] && !gapOk) return false;
+    appendLog(name, start >= offsets[name] ? text : text.slice(offsets[name] - start));
+    offsets[name] = end;
+    return true;
+  }
+
   function applyState(data) {
     root.dataset.state = data.state;
     const badge = document.getElementById("state-badge");
@@ -45,6 +57,7 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   async function refresh() {
+    const asked = { ...offsets };
     const query = `stdout=${offsets.stdout}&stderr=${offsets.stderr}&version=${encodeURIComponent(version)}`;
     const result = await hpc.call(`/ui/api/tasks/${uuid}?${query}`);
     if (!result.ok) {
@@ -64,8 +77,8 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     for (const name of ["stdout", "stderr"]) {
       if (data[name]) {
-        appendLog(name, data[name].text);
-        offsets[name] = data[name].offset;
+        const { text, offset } = data[name];
+        appendAt(name, Math.max(asked[name], offset - text.length), text, offset, true);
       }
     }
     applyState(data);
@@ -85,7 +98,49 @@ document.addEventListener("DOMContentLoaded", () => {
     const pre = document.getElementById(`log-${name}`);
     pre.scrollTop = pre.scrollHeight;
   }
-  if (afterEnd > 0) startPolling();
+
+  let soon = null;
+  function refreshSoon() {
+    if (soon) return;
+    soon = setTimeout(() => { soon = null; refresh(); }, 150);
+  }
+
+  /** Follow /ui/api/tasks/{uuid}/events: output as it comes, a refresh on state and snapshot
+      events. False if this browser has no EventSource. */
+  function follow() {
+    if (!window.EventSource) return false;
+    const source = new EventSource(`/ui/api/tasks/${uuid}/events?after=${lastEvent}`);
+    live = source;
+    const seen = (event) => { lastEvent = Math.max(lastEvent, Number(event.lastEventId) || 0); };
+    source.addEventListener("open", () => {
+      root.dataset.live = "stream";
+      if (poller.current) { poller.current.stop(); poller.current = null; }
+    });
+    for (const type of ["state", "snapshot.triggered", "snapshot.progress", "snapshot.success",
+      "snapshot.failure", "snapshot.deleted"]) {
+      source.addEventListener(type, (event) => { seen(event); refreshSoon(); });
+    }
+    source.addEventListener("log", (event) => {
+      seen(event);
+      const data = JSON.parse(event.data);
+      if (!appendAt(data.stream, data.offset, data.text, data.end, false)) refreshSoon();
+    });
+    source.addEventListener("end", (event) => {
+      seen(event);
+      source.close();
+      live = null;
+      root.dataset.live = "ended";
+      refreshSoon();
+    });
+    source.addEventListener("error", () => {
+      if (source.readyState !== EventSource.CLOSED) return; // reconnecting by itself
+      live = null; // refused (task gone, signed out): poll, which says why
+      root.dataset.live = "polling";
+      startPolling();
+    });
+    return true;
+  }
+  if (afterEnd > 0 && !follow()) startPolling();
 
   const snapshotForm = document.getElementById("snapshot-form");
   snapshotForm.addEventListener("submit", async (event) => {
@@ -141,8 +196,10 @@ document.addEventListener("DOMContentLoaded", () => {
     const result = await hpc.call(abortForm.getAttribute("action"), { body: new FormData(abortForm) });
     if (result.ok) {
       say("Abort requested.");
-      afterEnd = 3;
-      startPolling();
+      if (!live) {
+        afterEnd = 3;
+        startPolling();
+      }
       await refresh();
     } else {
       say(result.data.message || "The task could not be aborted.", "error");
