@@ -39,6 +39,8 @@ class Caller:
     kind: str
     task_uuid: str | None = None
     email: str = ""
+    #: The token the caller used (``None`` when not known, e.g. a web session).
+    token_id: int | None = None
 
 
 def issue_token(
@@ -122,6 +124,7 @@ def authenticate(session: Session, token: str, *, sealer: Sealer | None = None) 
         kind=tok.kind,
         task_uuid=tok.task_uuid,
         email=user.email,
+        token_id=tok.id,
     )
 
 
