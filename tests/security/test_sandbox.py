@@ -70,7 +70,8 @@ def test_a_task_cannot_read_the_platform_or_other_tasks(server: ServerProcess) -
     script = "".join(_try(label, path, how) for label, path, how in targets)
     # its own agent: the pid is handed over in a file the task reads when it exists
     script += (
-        f'while [ ! -s "$JOB_DIR/agent.pid" ]; do sleep 0.1; done; pid=$(cat "$JOB_DIR/agent.pid")\n'
+        'while [ ! -s "$JOB_DIR/agent.pid" ]; do sleep 0.1; done\n'
+        'pid=$(cat "$JOB_DIR/agent.pid")\n'
         + _try("agent-environ", "/proc/$pid/environ")
         + _try("agent-cmdline", "/proc/$pid/cmdline")
         + 'echo "uid|$(id -u)|"\n'
@@ -88,7 +89,7 @@ def test_a_task_cannot_read_the_platform_or_other_tasks(server: ServerProcess) -
     out = mallory.get(f"/tasks/{thief}/stdout").text
     lines = dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
     assert set(lines) >= {label for label, _, _ in targets} | {"agent-environ", "uid"}, out
-    for label, _, _ in targets + [("agent-environ", "", ""), ("agent-cmdline", "", "")]:
+    for label, _, _ in [*targets, ("agent-environ", "", ""), ("agent-cmdline", "", "")]:
         code, said = lines[label].split("|", 1)
         assert code != "0" or not said, f"{label} was readable: {said!r}"
         assert "Permission denied" in said or "No such file" in said, (label, said)
