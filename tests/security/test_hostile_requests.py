@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import Api, ServerProcess
+from tests.support import Api, ServerProcess, wait_for
 from tests.web.test_security import Web
 
 REDOS = r"(a|aa)+$"  # (a+)+$ the regex module optimises; this one it cannot
@@ -58,9 +58,8 @@ def test_a_pathological_regex_fails_the_snapshot_in_bounded_time(
 ) -> None:
     """Given at submission, at the manual route and at the periodic route: each snapshot ends
     ``Failure`` saying the regex is too slow, soon, and the server answers all along."""
-    uuid = eve.submit(f"touch {BAIT}; echo ok > fine.txt; sleep 120", snapshotWhitelist=REDOS)
-    eve.wait(uuid, {"FullyExecuting"})
-    time.sleep(0.3)
+    uuid = eve.submit(f"touch {BAIT}; echo ready; sleep 120", snapshotWhitelist=REDOS)
+    wait_for(lambda: eve.get(f"/tasks/{uuid}/stdout").text, lambda t: "ready" in t, 30, "ready")
     with Health(server.url) as health:
         started = time.monotonic()
         snaps = [eve.ok("POST", f"/tasks/{uuid}/snapshot", json={})["id"]]  # the task's filter
@@ -200,11 +199,14 @@ def test_injection_through_names_labels_and_keys(eve: Api, server: ServerProcess
         advancedResourceBuckets=[{"bucketName": "inject"}],
         resultBucket="inject",
         constants=[
-            {"key": "DOCKER_CMD", "value": "echo x > '<b onmouseover=alert(3)>bold.txt'; sleep 60"},
+            {
+                "key": "DOCKER_CMD",
+                "value": "echo x > '<b onmouseover=alert(3)>bold.txt'; echo ready; sleep 60",
+            },
             {"key": "EVIL", "value": evil},
         ],
     )
-    eve.wait(uuid, {"FullyExecuting"})
+    wait_for(lambda: eve.get(f"/tasks/{uuid}/stdout").text, lambda t: "ready" in t, 30, "ready")
     # a label is a directory name: only safe characters
     resp = eve.post(f"/tasks/{uuid}/snapshot", json={"label": "$(touch x)"})
     assert resp.status_code == 400 and "label" in resp.json()["message"]
