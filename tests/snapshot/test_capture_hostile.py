@@ -253,3 +253,39 @@ def test_unreadable_files_and_directories_become_warnings(shared_tmp: Path) -> N
         "locked-dir: not captured: Permission denied",
         "locked-file: not captured: Permission denied",
     )
+
+
+def test_longest_names_round_trip(job: Path, tmp_path: Path, store: ContentStore) -> None:
+    longest, folder = "n" * 255, "d" * 255  # NAME_MAX bytes, as a file and a directory
+    wide = "é" * 127  # 254 bytes in 2-byte characters
+    write_tree(job, {longest: b"long", f"{folder}/{wide}": b"wide"})
+    result = capture(job, store, path_filter=NO_FILTER)
+    assert sorted(result.manifest) == sorted([longest, f"{folder}/{wide}"])
+    dest = tmp_path / "restored"
+    restore(result.manifest.values(), store, dest)
+    assert (dest / longest).read_bytes() == b"long"
+    assert (dest / folder / wide).read_bytes() == b"wide"
+
+
+def test_a_file_truncated_while_read_is_never_stored_torn(job: Path, store: ContentStore) -> None:
+    write_tree(job, {"big.dat": b"0123456789" * 100_000, "other": b"o"})
+    truncated = False
+
+    def truncate(rel: bytes) -> None:
+        nonlocal truncated
+        if rel == b"big.dat" and not truncated:
+            truncated = True
+            with open(job / "big.dat", "r+b") as f:
+                f.truncate(10)
+
+    with CountingOpener(job, truncate) as opener:
+        result = capture(job, store, path_filter=NO_FILTER, opener=opener, max_tries=3)
+    assert truncated
+    if "big.dat" in result.manifest:
+        entry = result.manifest["big.dat"]
+        with store.open(entry.digest or "") as f:
+            assert f.read() == b"0123456789" and entry.size == 10
+    else:
+        assert result.unstable == ("big.dat",)
+    for digest, content in all_blobs(store).items():
+        assert xxh(content) == digest and len(content) != 1_000_000, "no torn copy"

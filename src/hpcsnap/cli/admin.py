@@ -1,4 +1,4 @@
-"""Server-side commands: ``serve``, ``user create`` and, inside a task, ``job snapshot``."""
+"""Server-side commands: ``serve``, ``user create``/``revoke``; in a task, ``job snapshot``."""
 
 from __future__ import annotations
 
@@ -119,6 +119,29 @@ def user_create(name: str, email: str | None, admin: bool, data_dir: Path | None
     except ApiError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(token)
+
+
+@user.command("revoke")
+@click.argument("name")
+@click.option("--token", "token", default=None, help="Revoke only this token (else all of NAME's).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def user_revoke(name: str, token: str | None, data_dir: Path | None) -> None:
+    """Revoke user NAME's API tokens (or one, with --token): refused at once on the REST API,
+    the S3 endpoint and in the web sessions opened with them. Prints how many were revoked."""
+    from hpcsnap.server.auth import revoke_user_tokens
+    from hpcsnap.server.config import Settings
+    from hpcsnap.server.db import Database
+    from hpcsnap.server.errors import ApiError
+
+    settings = Settings.from_env(data_dir=data_dir)
+    db = Database(settings.db_url)
+    db.upgrade()
+    try:
+        with db.session() as s:
+            count = revoke_user_tokens(s, name, token=token)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(count)
 
 
 @click.group()

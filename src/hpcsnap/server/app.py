@@ -10,10 +10,11 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hpcsnap import __version__, web
-from hpcsnap.server import errors
+from hpcsnap.server import errors, openapi
 from hpcsnap.server.api import router
 from hpcsnap.server.config import Settings
 from hpcsnap.server.context import ServerContext, build_context
+from hpcsnap.server.limits import BodyLimit
 from hpcsnap.server.s3.app import S3App, S3Dispatch
 from hpcsnap.server.scheduler import Scheduler
 
@@ -56,6 +57,8 @@ def create_app(settings: Settings, *, ctx: ServerContext | None = None) -> FastA
     errors.install(app)
     app.include_router(router(), prefix="/v1")
     web.install(app)  # the web interface: pages at /, their script and styles at /static
+    openapi.install(app)  # the document says what the routes really answer
+    app.add_middleware(BodyLimit)  # 413 for JSON/form bodies over 8 MiB (uploads stream)
     app.add_middleware(MergeSlashes)
     # S3 clients (boto3, rclone, the qarnot SDK) on the same port: signed requests go to S3.
     app.add_middleware(S3Dispatch, s3=S3App(context))

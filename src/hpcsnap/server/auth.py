@@ -2,6 +2,12 @@
 
 User tokens also get a copy sealed with a server key, used only by the S3 endpoint to verify
 AWS signatures (see :mod:`hpcsnap.server.s3.secrets`).
+
+Timing: a token is found by the SHA-256 of what the caller sent, through the database's index;
+the time that takes depends on the hash, never on how many leading characters of a real token
+were right, so it leaks nothing usable. Secrets compared directly (the hash found, CSRF tokens,
+S3 signatures) go through :func:`hmac.compare_digest`. A revoked token (``revoked_at``) is
+refused from the next request on, by the API, the S3 endpoint and the web sessions.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from hpcsnap.server.db import Token, User
 from hpcsnap.server.db.models import utcnow
-from hpcsnap.server.errors import BadRequest, Conflict, Unauthorized
+from hpcsnap.server.errors import BadRequest, Conflict, NotFound, Unauthorized
 from hpcsnap.server.s3.secrets import Sealer
 
 TOKEN_PREFIX = "hps_"  # noqa: S105 (a prefix, not a secret)
@@ -39,6 +45,8 @@ class Caller:
     kind: str
     task_uuid: str | None = None
     email: str = ""
+    #: The token the caller used (``None`` when not known, e.g. a web session).
+    token_id: int | None = None
 
 
 def issue_token(
@@ -122,7 +130,26 @@ def authenticate(session: Session, token: str, *, sealer: Sealer | None = None) 
         kind=tok.kind,
         task_uuid=tok.task_uuid,
         email=user.email,
+        token_id=tok.id,
     )
+
+
+def revoke_user_tokens(session: Session, name: str, *, token: str | None = None) -> int:
+    """Revoke the API tokens of user ``name`` (only ``token`` if given); how many were."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise NotFound(f"no user named {name!r}")
+    query = select(Token).where(
+        Token.user_id == user.id, Token.kind == "user", Token.revoked_at.is_(None)
+    )
+    if token is not None:
+        query = query.where(Token.token_hash == hash_token(token))
+    rows = list(session.scalars(query))
+    if token is not None and not rows:
+        raise NotFound(f"that token is not an active token of {name!r}")
+    for tok in rows:
+        tok.revoked_at = utcnow()
+    return len(rows)
 
 
 def revoke_agent_tokens(session: Session, task_uuid: str) -> None:

@@ -11,12 +11,13 @@ from hpcsnap.server.api import (
     shell,
     snapshots,
     tasks,
+    tokens,
     upkeep,
 )
 
 
 def router() -> APIRouter:
     r = APIRouter()
-    for module in (meta, buckets, tasks, events, snapshots, contents, upkeep, agent, shell):
+    for module in (meta, buckets, tasks, events, snapshots, tokens, contents, upkeep, agent, shell):
         r.include_router(module.router)
     return r
