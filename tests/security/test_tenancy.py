@@ -18,8 +18,10 @@ import httpx
 import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
-from fastapi.routing import APIRoute
-from starlette.routing import Mount, Route
+from fastapi.routing import APIRoute, APIWebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from hpcsnap.server.app import create_app
 from hpcsnap.server.config import Settings
@@ -75,13 +77,17 @@ def app_routes(data_dir: Path) -> list[tuple[str, str]]:
             found.extend((m, path) for m in sorted(route.methods or ()) if m != "HEAD")
         elif isinstance(route, Mount):
             found.append(("GET", path))
+        elif isinstance(route, APIWebSocketRoute | WebSocketRoute):
+            found.append(("WS", path))
         else:
             raise AssertionError(f"unknown kind of route {route!r}: classify it in this test")
 
     for route in app.routes:
         if hasattr(route, "effective_route_contexts"):  # FastAPI >= 0.16x includes lazily
+            prefix = route.include_context.prefix
             for context in route.effective_route_contexts():
-                add(context.original_route, context.path)
+                # a WebSocket route's context has no path: its own, under the include's prefix
+                add(context.original_route, context.path or prefix + context.original_route.path)
         else:
             add(route, route.path)  # type: ignore[attr-defined]
     return found
@@ -134,6 +140,8 @@ def _values(alice: Alice) -> dict[str, str]:
         "path": f"out-{MARK}.txt",
         "instance_id": "0",
         "token_id": str(alice.token_id),
+        "session_id": "0" * 32,
+        "fmt": "zip",
     }
 
 
@@ -149,6 +157,19 @@ def _refused(resp: httpx.Response) -> bool:
     if resp.status_code in (401, 403, 404):
         return True
     return resp.status_code == 303 and resp.headers["location"].startswith("/login")
+
+
+def _ws_handshake(server: ServerProcess, url: str, headers: dict[str, str]) -> int:
+    """The HTTP status answering a WebSocket handshake (101 if it was accepted)."""
+    try:
+        with ws_connect(
+            server.url.replace("http://", "ws://") + url,
+            additional_headers=headers,
+            open_timeout=30,
+        ):
+            return 101
+    except InvalidStatus as exc:
+        return exc.response.status_code
 
 
 def test_every_route_refuses_another_user_and_nobody(
@@ -175,6 +196,13 @@ def test_every_route_refuses_another_user_and_nobody(
             {"json": {"interval": 5, "label": "x"}} if method in ("POST", "PUT") else {}
         )
         as_bob = {"Authorization": bob_token, "X-CSRF-Token": bob.csrf}
+        if method == "WS":  # a WebSocket handshake is refused before it is accepted
+            for who, headers in (("bob", {"Authorization": bob_token}), ("nobody", {})):
+                status = _ws_handshake(server, url, headers)
+                checked += 1
+                if status not in (401, 403, 404) or (who == "bob" and status != 404):
+                    problems.append(f"{who} WebSocket {url}: {status}, not refused")
+            continue
         for who, cookies, headers in (("bob", bob_cookies, as_bob), ("nobody", {}, {})):
             # a client per request: no answer (e.g. /login's) can change the next one's session
             with httpx.Client(

@@ -71,12 +71,14 @@ def snapshot_diff(
 
 @router.get("/tasks/{task_uuid}/results/diff")
 def results_diff(
-    task_uuid: str, against: str, ctx: Ctx, user: User, limit: Limit = None
+    task_uuid: str, ctx: Ctx, user: User, against: str = "", limit: Limit = None
 ) -> dict[str, Any]:
     """What changed from snapshot ``against`` to the task's final results."""
     store = ctx.store(user.user_id)
     with ctx.db.session() as s:
-        task = get_task(s, user, task_uuid)
+        task = get_task(s, user, task_uuid)  # ownership before the query's checks
+        if not against:
+            raise BadRequest("against: name the snapshot to compare the results with")
         if against == RESULTS:
             raise BadRequest("against: name a snapshot to compare the results with")
         old = snapshot_contents(s, store, task, check_readable(other_snapshot(s, task, against)))
