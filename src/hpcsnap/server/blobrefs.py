@@ -27,7 +27,7 @@ are the content of deleted snapshots), and if it was one, the commit's check cat
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -49,6 +49,7 @@ class MissingContent(ApiError):
     status = 409
 
     def __init__(self, digests: list[str]) -> None:
+        self.digests = digests
         shown = ", ".join(digests[:5]) + (", ..." if len(digests) > 5 else "")
         super().__init__(
             f"{len(digests)} blob(s) referenced by this commit are not stored (freed by garbage "
@@ -120,6 +121,25 @@ def check_stored(
     missing = sorted(set(unproven) - _present(store, unproven))
     if missing:
         raise MissingContent(missing)
+
+
+def ensure_stored(
+    session: Session,
+    store: ContentStore,
+    owner_id: int,
+    digests: Iterable[str],
+    store_again: Callable[[str], object],
+) -> None:
+    """Writer side for content the caller has just stored (or found already stored, a dedup
+    hit) and still holds: :func:`check_stored`, then ``store_again(digest)`` for each digest
+    garbage collection freed meanwhile. The shared lock is held from the check to the end of
+    the transaction, so what was stored again cannot be freed before the caller's rows commit.
+    """
+    try:
+        check_stored(session, store, owner_id, digests)
+    except MissingContent as exc:
+        for digest in exc.digests:
+            store_again(digest)
 
 
 @dataclass
