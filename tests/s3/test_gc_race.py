@@ -61,7 +61,7 @@ class InProcess:
 
     def user(self, name: str) -> S3User:
         with self.ctx.db.session() as s:
-            user, token = create_user(s, name, sealer=sealer_for(self.settings.data_dir))
+            _, token = create_user(s, name, sealer=sealer_for(self.settings.data_dir))
         api = Api(self.url, token)
         email = api.ok("GET", "/info")["email"]
         return S3User(api=api, email=email, token=token, endpoint=self.url)
