@@ -2,11 +2,21 @@
 
 from fastapi import APIRouter
 
-from hpcsnap.server.api import agent, buckets, contents, meta, shell, snapshots, tasks, upkeep
+from hpcsnap.server.api import (
+    admin,
+    agent,
+    buckets,
+    contents,
+    meta,
+    shell,
+    snapshots,
+    tasks,
+    upkeep,
+)
 
 
 def router() -> APIRouter:
     r = APIRouter()
-    for module in (meta, buckets, tasks, snapshots, contents, upkeep, agent, shell):
+    for module in (meta, buckets, tasks, snapshots, contents, upkeep, agent, shell, admin):
         r.include_router(module.router)
     return r

@@ -70,12 +70,17 @@ def list_buckets(user: User, session: DbSession) -> list[dict[str, Any]]:
 
 
 @router.delete("/buckets/{name}", status_code=204)
-def delete_bucket(name: str, user: User, session: DbSession) -> Response:
-    bucket = bx.get_bucket(session, user.user_id, name)
-    task = bx.buckets_in_use(session, user.user_id).get(name)
-    if task:
-        raise Conflict(f"bucket {name!r} is used by unfinished task {task}; abort it first")
-    session.delete(bucket)
+def delete_bucket(name: str, ctx: Ctx, user: User) -> Response:
+    """Delete a bucket and its keys; their content is freed unless something else holds it
+    (another key, a live snapshot)."""
+    with ctx.db.session() as session:
+        bucket = bx.get_bucket(session, user.user_id, name)
+        task = bx.buckets_in_use(session, user.user_id).get(name)
+        if task:
+            raise Conflict(f"bucket {name!r} is used by unfinished task {task}; abort it first")
+        digests = set(session.scalars(select(Object.digest).where(Object.bucket_id == bucket.id)))
+        session.delete(bucket)
+    blobrefs.free(ctx.db, ctx.store(user.user_id), user.user_id, digests)
     return Response(status_code=204)
 
 
