@@ -7,6 +7,7 @@ temporary directory and yields a ready, empty backend (starting and stopping any
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -148,6 +149,25 @@ def test_list_prefixes(backend: Backend) -> None:
     assert list(backend.list("z")) == []
     for impossible in ("/a", "a//", "../", "a/../"):
         assert list(backend.list(impossible)) == []
+
+
+def test_scan_gives_size_and_write_time(backend: Backend) -> None:
+    before = time.time()
+    objects = {"s/a": b"", "s/b/c": b"12345", "sx": b"1", "t/s": b"xy"}
+    for key, data in objects.items():
+        backend.put(key, io.BytesIO(data))
+    after = time.time()
+    listed = {x.key: x for x in backend.scan("s")}
+    assert set(listed) == {"s/a", "s/b/c", "sx"} == set(backend.list("s"))
+    assert {k: x.size for k, x in listed.items()} == {"s/a": 0, "s/b/c": 5, "sx": 1}
+    # S3 gives whole seconds; the bounds only rule out a time that is not the write's
+    assert all(before - 60 <= x.modified <= after + 60 for x in listed.values())
+    assert {x.key for x in backend.scan("s/")} == {"s/a", "s/b/c"}
+    assert {x.key for x in backend.scan()} == set(objects)
+    backend.delete("s/a")
+    assert {x.key for x in backend.scan("s/")} == {"s/b/c"}
+    for impossible in ("/a", "a//", "../"):
+        assert list(backend.scan(impossible)) == []
 
 
 def test_open_is_at_start_and_streams(backend: Backend) -> None:

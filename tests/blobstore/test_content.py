@@ -68,6 +68,8 @@ def test_put_file_round_trip(store: ContentStore, tmp_path: Path) -> None:
     with store.open(stored.digest) as f:
         assert f.read() == data
     assert list(store.digests()) == [stored.digest]
+    (blob,) = store.blobs()
+    assert (blob.digest, blob.size) == (stored.digest, len(data)) and blob.modified > 0
 
 
 def test_same_content_is_written_once(store: ContentStore, tmp_path: Path) -> None:

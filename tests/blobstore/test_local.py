@@ -70,6 +70,16 @@ def test_list_walks_only_the_prefix_directory(
     assert visited == [str(tmp_path / "s" / "objects" / "ns" / "ab")]
 
 
+def test_scan_reports_the_files_mtime(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "s")
+    backend.put("ns/ab/old", io.BytesIO(b"12345"))
+    backend.put("ns/ab/new", io.BytesIO(b"1"))
+    os.utime(tmp_path / "s" / "objects" / "ns" / "ab" / "old", (1_000_000_000, 1_000_000_000))
+    listed = {x.key: (x.size, x.modified) for x in backend.scan("ns/")}
+    assert listed["ns/ab/old"] == (5, 1_000_000_000)
+    assert listed["ns/ab/new"][1] > 1_000_000_000
+
+
 def test_open_backend_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown blob store kind 's4'"):
         open_backend({"kind": "s4", "root": str(tmp_path)})

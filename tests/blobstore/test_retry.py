@@ -9,7 +9,13 @@ from typing import BinaryIO
 
 import pytest
 
-from hpcsnap.blobstore import BlobError, LocalBackend, RetryingBackend, TransientBlobError
+from hpcsnap.blobstore import (
+    BlobError,
+    Listed,
+    LocalBackend,
+    RetryingBackend,
+    TransientBlobError,
+)
 
 
 class Flaky:
@@ -49,6 +55,12 @@ class Flaky:
             if n == 1:
                 self._maybe_fail("list")
             yield key
+
+    def scan(self, prefix: str = "") -> Iterator[Listed]:
+        for n, listed in enumerate(sorted(self.inner.scan(prefix), key=lambda x: x.key)):
+            if n == 1:
+                self._maybe_fail("scan")
+            yield listed
 
     def flush(self) -> None:
         self._maybe_fail("flush")
@@ -116,6 +128,15 @@ def test_list_starts_over_without_repeating_keys(tmp_path: Path) -> None:
     for key in ("a", "b", "c"):
         flaky.inner.put(key, io.BytesIO(b"1"))
     assert list(retrying(flaky, []).list()) == ["a", "b", "c"]
+
+
+def test_scan_starts_over_without_repeating_keys(tmp_path: Path) -> None:
+    flaky = Flaky(tmp_path, scan=1)
+    for key, data in (("a", b"1"), ("b", b"22"), ("c", b"333")):
+        flaky.inner.put(key, io.BytesIO(data))
+    listed = list(retrying(flaky, []).scan())
+    assert [(x.key, x.size) for x in listed] == [("a", 1), ("b", 2), ("c", 3)]
+    assert flaky.calls == ["scan", "scan"]
 
 
 def test_flush_and_describe(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import pytest
 
-from hpcsnap.blobstore import Backend, ContentStore, LocalBackend
+from hpcsnap.blobstore import Backend, ContentStore, Listed, LocalBackend
 from hpcsnap.snapshot import (
     CaptureResult,
     Manifest,
@@ -63,6 +63,10 @@ class CountingBackend:
     def list(self, prefix: str = "") -> Iterator[str]:
         self.calls.append(f"list {prefix}")
         return self.inner.list(prefix)
+
+    def scan(self, prefix: str = "") -> Iterator[Listed]:
+        self.calls.append(f"scan {prefix}")
+        return self.inner.scan(prefix)
 
     def flush(self) -> None:
         self.calls.append("flush")

@@ -12,6 +12,7 @@ from hpcsnap.blobstore.base import (
     BlobError,
     BlobNotFound,
     ContentChanged,
+    Listed,
     StorageFull,
     TransientBlobError,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "BlobNotFound",
     "ContentChanged",
     "ContentStore",
+    "Listed",
     "LocalBackend",
     "RetryingBackend",
     "StorageFull",

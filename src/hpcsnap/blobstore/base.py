@@ -10,6 +10,9 @@ Contract (checked by ``tests/blobstore/test_conformance.py`` against every backe
 - ``stat(key)`` returns the size in bytes, or ``None`` if the key is absent.
 - ``delete(key)`` removes the key; deleting an absent key is not an error.
 - ``list(prefix)`` yields every key starting with ``prefix``, in no particular order.
+- ``scan(prefix)`` yields a :class:`Listed` (key, size, time last written) for every key
+  starting with ``prefix``, in no particular order: what garbage collection needs to skip
+  content stored too recently to be referenced yet.
 - ``flush()`` makes every object put so far durable (survives a power loss); ``put`` alone need
   not be durable, so that a snapshot of many files pays for one flush, not one fsync per file.
 
@@ -26,6 +29,7 @@ Keys are ``/``-separated, relative, without ``.``/``..`` segments, empty segment
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
 
 
@@ -59,6 +63,16 @@ def check_key(key: str) -> str:
     return key
 
 
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One object of a listing: its ``key``, ``size`` in bytes and ``modified``, the POSIX
+    time it was last written (a file's mtime, S3's ``LastModified``)."""
+
+    key: str
+    size: int
+    modified: float
+
+
 class Staged(Protocol):
     """Content written by :meth:`Staging.stage`, not visible under any key yet."""
 
@@ -90,6 +104,8 @@ class Backend(Protocol):
     def delete(self, key: str) -> None: ...
 
     def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    def scan(self, prefix: str = "") -> Iterator[Listed]: ...
 
     def flush(self) -> None: ...
 

@@ -45,6 +45,15 @@ class Stored:
     md5: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """A stored blob: its ``digest``, ``size`` and ``modified`` (POSIX time last written)."""
+
+    digest: str
+    size: int
+    modified: float
+
+
 class _Tap(io.RawIOBase):
     def __init__(
         self, src: BinaryIO, on_data: Callable[[bytes], None], on_eof: Callable[[], None] | None
@@ -226,12 +235,23 @@ class ContentStore:
     def delete(self, digest: str) -> None:
         self.backend.delete(self.key(digest))
 
+    def _digest_of(self, key: str) -> str | None:
+        directory, _, digest = key.rpartition("/")
+        if _DIGEST.fullmatch(digest) and directory == f"{self.namespace}/{digest[:2]}":
+            return digest
+        return None
+
     def digests(self) -> Iterator[str]:
         """Every digest stored in this namespace."""
         for key in self.backend.list(f"{self.namespace}/"):
-            directory, _, digest = key.rpartition("/")
-            if _DIGEST.fullmatch(digest) and directory == f"{self.namespace}/{digest[:2]}":
+            if (digest := self._digest_of(key)) is not None:
                 yield digest
+
+    def blobs(self) -> Iterator[Blob]:
+        """Every blob stored in this namespace, with its size and when it was last written."""
+        for listed in self.backend.scan(f"{self.namespace}/"):
+            if (digest := self._digest_of(listed.key)) is not None:
+                yield Blob(digest, listed.size, listed.modified)
 
     def flush(self) -> None:
         """Make every blob stored so far durable."""

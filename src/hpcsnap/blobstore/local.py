@@ -31,6 +31,7 @@ from typing import BinaryIO
 from hpcsnap.blobstore.base import (
     BlobError,
     BlobNotFound,
+    Listed,
     StorageFull,
     TransientBlobError,
     check_key,
@@ -186,6 +187,21 @@ class LocalBackend:
 
         A prefix that no valid key starts with (``/x``, ``a//``, ``../``) yields nothing.
         """
+        for key, _ in self._entries(prefix):
+            yield key
+
+    def scan(self, prefix: str = "") -> Iterator[Listed]:
+        """As :meth:`list`, with each file's size and mtime (a file gone meanwhile is skipped)."""
+        for key, entry in self._entries(prefix):
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise self.failure(exc, f"checking {key}") from exc
+            yield Listed(key, st.st_size, st.st_mtime)
+
+    def _entries(self, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
         head, slash, name_start = prefix.rpartition("/")
         if not slash:
             yield from self._walk(self._objects, "", name_start)
@@ -196,7 +212,9 @@ class LocalBackend:
             return
         yield from self._walk(self._objects / head, head + "/", name_start)
 
-    def _walk(self, start: Path, start_key: str, name_start: str) -> Iterator[str]:
+    def _walk(
+        self, start: Path, start_key: str, name_start: str
+    ) -> Iterator[tuple[str, os.DirEntry[str]]]:
         stack = [(start, start_key, name_start)]
         while stack:
             directory, key_prefix, wanted = stack.pop()
@@ -209,7 +227,7 @@ class LocalBackend:
                         if entry.is_dir(follow_symlinks=False):
                             stack.append((Path(entry.path), key + "/", ""))
                         elif entry.is_file(follow_symlinks=False):
-                            yield key
+                            yield key, entry
             except (FileNotFoundError, NotADirectoryError):
                 continue
 

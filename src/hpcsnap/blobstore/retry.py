@@ -6,7 +6,7 @@ through at once. An operation is retried only when replaying it is safe:
 - ``stat``, ``open``, ``delete``, ``flush``: always;
 - ``put``: when the source can be rewound (``seekable()``); a stream already consumed cannot
   be read again, so its put fails at once (the backend retries each request of it itself);
-- ``list``: the listing starts over and skips the keys already yielded.
+- ``list``, ``scan``: the listing starts over and skips the keys already yielded.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import BinaryIO, TypeVar
 
-from hpcsnap.blobstore.base import Backend, TransientBlobError
+from hpcsnap.blobstore.base import Backend, Listed, TransientBlobError
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +88,24 @@ class RetryingBackend:
         self._retry(f"delete {key}", lambda: self.inner.delete(key))
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        return self._listing(prefix, lambda: self.inner.list(prefix), lambda key: key)
+
+    def scan(self, prefix: str = "") -> Iterator[Listed]:
+        return self._listing(prefix, lambda: self.inner.scan(prefix), lambda item: item.key)
+
+    def _listing(
+        self, prefix: str, start: Callable[[], Iterator[T]], key_of: Callable[[T], str]
+    ) -> Iterator[T]:
+        """The items of ``start()``; after a transient failure, those of a new listing whose
+        key was not yielded yet."""
         seen: set[str] = set()
         for attempt in range(self.attempts):
             try:
-                for key in self.inner.list(prefix):
+                for item in start():
+                    key = key_of(item)
                     if key not in seen:
                         seen.add(key)
-                        yield key
+                        yield item
                 return
             except TransientBlobError as exc:
                 if attempt + 1 == self.attempts:

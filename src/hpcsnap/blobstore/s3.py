@@ -36,7 +36,13 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from hpcsnap.blobstore.base import BlobError, BlobNotFound, TransientBlobError, check_key
+from hpcsnap.blobstore.base import (
+    BlobError,
+    BlobNotFound,
+    Listed,
+    TransientBlobError,
+    check_key,
+)
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -411,6 +417,11 @@ class S3Backend:
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Every key starting with ``prefix`` (one paginated listing)."""
+        for listed in self.scan(prefix):
+            yield listed.key
+
+    def scan(self, prefix: str = "") -> Iterator[Listed]:
+        """As :meth:`list`, with ``Size`` and ``LastModified`` from the same listing."""
         head, slash, _ = prefix.rpartition("/")
         if slash:
             try:
@@ -425,7 +436,7 @@ class S3Backend:
                 for obj in page.get("Contents", ()):
                     key = str(obj["Key"])[len(self.prefix) :]
                     if key and not key.endswith("/"):
-                        yield key
+                        yield Listed(key, int(obj["Size"]), obj["LastModified"].timestamp())
         except (ClientError, BotoCoreError) as exc:
             raise as_blob_error(exc, f"listing {prefix!r}") from exc
 

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from hpcsnap import __version__
-from hpcsnap.cli import admin, buckets, contents, shell, snapshots, tasks, upkeep
+from hpcsnap.cli import admin, buckets, contents, gc, shell, snapshots, tasks, upkeep
 from hpcsnap.cli.common import CommandError, Options
 from hpcsnap.sdk import HpcsnapError
 
@@ -61,6 +61,7 @@ snapshots.register(cli)
 upkeep.register(cli)
 contents.register(cli)
 shell.register(cli)
+gc.register(cli)
 
 
 def main() -> None:

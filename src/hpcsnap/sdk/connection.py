@@ -77,6 +77,15 @@ class Connection:
         """Version, minimum snapshot interval and size limits (``GET /v1/settings``)."""
         return dict(self._http.json("GET", "/settings"))
 
+    def collect_garbage(
+        self, *, grace_minutes: float = 60, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Administrators: free every stored blob that nothing references and that is older
+        than ``grace_minutes`` (``dry_run``: only count them); returns what was scanned and
+        freed (``freedBlobs``, ``freedBytes``...). Waits for the sweep, however long."""
+        body = {"graceMinutes": grace_minutes, "dryRun": dry_run}
+        return dict(self._http.json("POST", "/admin/gc", json=body, timeout=None))
+
     # ------------------------------------------------------------------ tasks
 
     def create_task(

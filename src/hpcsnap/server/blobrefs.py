@@ -1,9 +1,14 @@
 """Who references a blob, and freeing blobs nothing references any more (garbage collection).
 
 A blob of a user's namespace is referenced by any ``objects`` row of that user with its digest
-(bucket keys: uploads, results, snapshots of any task) and by the ``manifest_digest`` of any
-snapshot whose manifest is still needed (live snapshots, and deleted ones whose collection has
-not finished).
+(bucket keys: uploads, results, snapshots of any task), by the ``manifest_digest`` of any
+snapshot whose manifest is still needed (live snapshots, of deleted tasks too: a task resumed
+from one restores it; and deleted snapshots whose collection has not finished), and by the
+entries of a live snapshot's manifest.
+A commit publishes every file entry of its manifest as a key (symlinks have no blob), so those
+entries are ``objects`` rows too, until a key is deleted or overwritten: a live snapshot with
+fewer keys than file entries ("not intact") has its manifest read by the collector, whose
+entries then count (:class:`LiveManifests`).
 
 The race to rule out: a writer that found content already stored (a dedup hit, or the agent's
 change detection reusing a digest it stored hours ago) commits a reference to it while the
@@ -20,23 +25,29 @@ collector frees it. Both sides therefore take the owner's *GC lock* in their tra
 On PostgreSQL the lock is a transaction-scoped advisory lock keyed by the owner (shared for
 writers, exclusive for the collector), so it holds across servers sharing the database; on
 SQLite a no-op write on the owner's row takes SQLite's single write lock (one process writes).
-Either way the check and the delete happen in one locked transaction, so no grace period is
-needed: content a capture uploaded but has not committed yet is never a candidate (candidates
-are the content of deleted snapshots), and if it was one, the commit's check catches it.
+Either way the check and the delete happen in one locked transaction: content a capture
+uploaded but has not committed yet is not a candidate of a snapshot's collection (candidates
+are the content of deleted snapshots), and if it was one, the commit's check catches it. The
+full sweep (:mod:`.sweep`), whose candidates are every stored blob, skips blobs younger than a
+grace period, so that a capture's uploads are not freed and stored again before its commit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from hpcsnap.blobstore import ContentStore
+from hpcsnap.blobstore import BlobNotFound, ContentStore
 from hpcsnap.server.db import Database, Object, Snapshot, Task, User
 from hpcsnap.server.errors import ApiError
+from hpcsnap.snapshot.manifest import Manifest, ManifestError
+
+log = logging.getLogger(__name__)
 
 #: First key of the PostgreSQL advisory lock (the second is the owner's id): "hpsg".
 _GC_LOCK = 0x68707367
@@ -49,6 +60,7 @@ class MissingContent(ApiError):
     status = 409
 
     def __init__(self, digests: list[str]) -> None:
+        self.digests = digests
         shown = ", ".join(digests[:5]) + (", ..." if len(digests) > 5 else "")
         super().__init__(
             f"{len(digests)} blob(s) referenced by this commit are not stored (freed by garbage "
@@ -122,9 +134,29 @@ def check_stored(
         raise MissingContent(missing)
 
 
+def ensure_stored(
+    session: Session,
+    store: ContentStore,
+    owner_id: int,
+    digests: Iterable[str],
+    store_again: Callable[[str], object],
+) -> None:
+    """Writer side for content the caller has just stored (or found already stored, a dedup
+    hit) and still holds: :func:`check_stored`, then ``store_again(digest)`` for each digest
+    garbage collection freed meanwhile. The shared lock is held from the check to the end of
+    the transaction, so what was stored again cannot be freed before the caller's rows commit.
+    """
+    try:
+        check_stored(session, store, owner_id, digests)
+    except MissingContent as exc:
+        for digest in exc.digests:
+            store_again(digest)
+
+
 @dataclass
 class Freed:
-    """What a collection removed: ``blobs`` deleted, ``bytes`` they held."""
+    """What a collection removed: ``blobs`` deleted, ``bytes`` they held (or, in a dry run,
+    would have removed)."""
 
     blobs: int = 0
     bytes: int = 0
@@ -134,6 +166,74 @@ class Freed:
         self.bytes += other.bytes
 
 
+#: Number of file entries of a manifest, by its digest (manifests never change), so that an
+#: intact snapshot's manifest is read once per process, not at every collection.
+_FILE_ENTRIES: dict[str, int] = {}
+_FILE_ENTRIES_MAX = 100_000
+
+
+class LiveManifests:
+    """The entries of live snapshots' manifests that are no longer keys (see the module
+    docstring). Holds, for the time of one collection, the entries of the manifests it had to
+    read (those of snapshots that are not intact)."""
+
+    def __init__(self, store: ContentStore) -> None:
+        self.store = store
+        self._entries: dict[str, frozenset[str]] = {}
+
+    def _read(self, manifest_digest: str) -> frozenset[str]:
+        if manifest_digest in self._entries:
+            return self._entries[manifest_digest]
+        try:
+            with self.store.open(manifest_digest) as src:
+                manifest = Manifest.from_bytes(src.read())
+        except (BlobNotFound, ManifestError) as exc:
+            # a damaged snapshot: what of it is still a key stays; nothing else can be known
+            log.warning("manifest %s of a live snapshot is unreadable: %s", manifest_digest, exc)
+            entries: frozenset[str] = frozenset()
+            count = 0
+        else:
+            digests = [e.digest for e in manifest.values() if e.digest is not None]
+            entries, count = frozenset(digests), len(digests)
+        if len(_FILE_ENTRIES) >= _FILE_ENTRIES_MAX:
+            _FILE_ENTRIES.clear()
+        _FILE_ENTRIES[manifest_digest] = count
+        self._entries[manifest_digest] = entries
+        return entries
+
+    def referencing(self, session: Session, owner_id: int, digests: set[str]) -> set[str]:
+        """The digests among ``digests`` that a live snapshot's manifest lists (in the
+        caller's transaction, which holds the owner's GC lock)."""
+        if not digests:
+            return set()
+        live = session.execute(
+            select(Snapshot.id, Snapshot.manifest_digest)
+            .join(Task, Task.uuid == Snapshot.task_uuid)
+            .where(
+                Task.owner_id == owner_id,
+                Snapshot.deleted_at.is_(None),
+                Snapshot.manifest_digest.is_not(None),
+            )
+        ).all()
+        keys: dict[str, int] = {}
+        ids = [snap_id for snap_id, _ in live]
+        for part in _chunks(ids):
+            for snap_id, count in session.execute(
+                select(Object.snapshot_id, func.count())
+                .where(Object.owner_id == owner_id, Object.snapshot_id.in_(part))
+                .group_by(Object.snapshot_id)
+            ).tuples():
+                keys[snap_id or ""] = count
+        found: set[str] = set()
+        for snap_id, manifest_digest in live:
+            assert manifest_digest is not None
+            entries = _FILE_ENTRIES.get(manifest_digest)
+            if entries is not None and keys.get(snap_id, 0) >= entries:
+                continue  # intact: each of its entries is a key, already counted
+            found |= digests & self._read(manifest_digest)
+        return found
+
+
 def free(
     db: Database,
     store: ContentStore,
@@ -141,21 +241,27 @@ def free(
     candidates: Iterable[str],
     *,
     skip_manifest_of: str | None = None,
+    manifests: LiveManifests | None = None,
+    dry_run: bool = False,
 ) -> Freed:
     """Collector side: delete each candidate blob that nothing references, a batch per locked
-    transaction (so writers of this owner wait for one batch at most)."""
+    transaction (so writers of this owner wait for one batch at most). ``dry_run``: count what
+    would be freed, delete nothing (under the shared lock: writers do not wait)."""
     freed = Freed()
+    manifests = manifests or LiveManifests(store)
     for part in _chunks(sorted(set(candidates))):
         with db.session() as session:
-            lock(session, owner_id, exclusive=True)
+            lock(session, owner_id, exclusive=not dry_run)
             keep = referenced(session, owner_id, part, skip_manifest_of=skip_manifest_of)
+            keep |= manifests.referencing(session, owner_id, set(part) - keep)
             for digest in part:
                 if digest in keep:
                     continue
                 size = store.backend.stat(store.key(digest))
                 if size is None:
                     continue
-                store.delete(digest)
+                if not dry_run:
+                    store.delete(digest)
                 freed.blobs += 1
                 freed.bytes += size
     return freed

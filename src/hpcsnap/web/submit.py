@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
+from hpcsnap.blobstore import Stored
+from hpcsnap.server import blobrefs
 from hpcsnap.server import bucketindex as bx
 from hpcsnap.server.api.tasks import ENV_NAME, TaskSubmission, build_task
 from hpcsnap.server.db import Task
@@ -259,16 +261,25 @@ def create_task(
     except _DryRun:
         pass
     stored = []
+    store = ctx.store(user.id)
+    tmp = ctx.settings.data_dir / "tmp"
+    source: dict[str, Upload] = {}
+
+    def put(up: Upload) -> Stored:
+        up.file.file.seek(0)
+        return store.put_stream(up.file.file, tmpdir=tmp)
+
     if uploads:
-        store = ctx.store(user.id)
-        tmp = ctx.settings.data_dir / "tmp"
         tmp.mkdir(exist_ok=True)
         for up in uploads:
-            up.file.file.seek(0)
-            stored.append((up.key, store.put_stream(up.file.file, tmpdir=tmp)))
+            blob = put(up)
+            stored.append((up.key, blob))
+            source[blob.digest] = up
         store.flush()
     with ctx.db.session() as s:
         if upload_bucket:
+            # content found already stored may have been freed since (garbage collection)
+            blobrefs.ensure_stored(s, store, user.id, source, lambda d: put(source[d]))
             bucket = bx.ensure_bucket(s, user.id, upload_bucket)
             now = time.time_ns()
             for key, blob in stored:

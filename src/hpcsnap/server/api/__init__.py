@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from hpcsnap.server.api import (
+    admin,
     agent,
     buckets,
     contents,
@@ -18,6 +19,18 @@ from hpcsnap.server.api import (
 
 def router() -> APIRouter:
     r = APIRouter()
-    for module in (meta, buckets, tasks, events, snapshots, tokens, contents, upkeep, agent, shell):
+    for module in (
+        meta,
+        buckets,
+        tasks,
+        events,
+        snapshots,
+        tokens,
+        contents,
+        upkeep,
+        agent,
+        shell,
+        admin,
+    ):
         r.include_router(module.router)
     return r

@@ -7,6 +7,7 @@ once its content is stored.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import time
@@ -21,13 +22,14 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from hpcsnap.blobstore import ContentStore
+from hpcsnap.blobstore import BlobError, ContentStore
 from hpcsnap.server import blobrefs
 from hpcsnap.server import bucketindex as bx
 from hpcsnap.server.api.deps import Ctx, DbSession, User
 from hpcsnap.server.db import Bucket, Object
 from hpcsnap.server.errors import Conflict
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["buckets"])
 CHUNK = 1 << 20
 
@@ -70,12 +72,20 @@ def list_buckets(user: User, session: DbSession) -> list[dict[str, Any]]:
 
 
 @router.delete("/buckets/{name}", status_code=204)
-def delete_bucket(name: str, user: User, session: DbSession) -> Response:
-    bucket = bx.get_bucket(session, user.user_id, name)
-    task = bx.buckets_in_use(session, user.user_id).get(name)
-    if task:
-        raise Conflict(f"bucket {name!r} is used by unfinished task {task}; abort it first")
-    session.delete(bucket)
+def delete_bucket(name: str, ctx: Ctx, user: User) -> Response:
+    """Delete a bucket and its keys; their content is freed unless something else holds it
+    (another key, a live snapshot)."""
+    with ctx.db.session() as session:
+        bucket = bx.get_bucket(session, user.user_id, name)
+        task = bx.buckets_in_use(session, user.user_id).get(name)
+        if task:
+            raise Conflict(f"bucket {name!r} is used by unfinished task {task}; abort it first")
+        digests = set(session.scalars(select(Object.digest).where(Object.bucket_id == bucket.id)))
+        session.delete(bucket)
+    try:
+        blobrefs.free(ctx.db, ctx.store(user.user_id), user.user_id, digests)
+    except BlobError as exc:  # the bucket is gone; what is left is for the full sweep
+        log.warning("bucket %s deleted, its content not freed: %s", name, exc)
     return Response(status_code=204)
 
 

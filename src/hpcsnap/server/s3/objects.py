@@ -13,13 +13,14 @@ import email.utils
 import hashlib
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 from urllib.parse import unquote
 
 from sqlalchemy import select
 from starlette.responses import Response, StreamingResponse
 
+from hpcsnap.server import blobrefs
 from hpcsnap.server import bucketindex as bx
 from hpcsnap.server.db import Object
 from hpcsnap.server.s3 import buckets, xmlio
@@ -69,10 +70,14 @@ def _record(
     md5: str,
     etag: str | None,
     meta: dict[str, str],
+    store_again: Callable[[], object],
 ) -> int:
+    """Add the key for content just stored; ``store_again`` stores it anew if garbage
+    collection freed it since (a dedup hit on content whose last reference went meanwhile)."""
     now = time.time_ns()
     with call.session() as s:
         bucket = find_bucket(s, call.owner, call.bucket)
+        blobrefs.ensure_stored(s, call.store(), call.owner, [digest], lambda _: store_again())
         bx.put_object(
             s, bucket, key, digest=digest, size=size, mtime_ns=now, md5=md5, etag=etag, meta=meta
         )
@@ -84,15 +89,26 @@ async def put_object(call: Call) -> Response:
     meta = metadata_from(call.headers)
     await call.run(bucket_id, call)  # NoSuchBucket before reading a large body
     got = await receive_file(call.request, call.headers, call.principal, call.tmpdir, MAX_PUT)
+
+    def store() -> object:
+        return call.store().put_file(got.path, digest=got.digest)
+
     try:
-        await call.run(lambda: call.store().put_file(got.path, digest=got.digest))
+        await call.run(store)
+        await call.run(
+            lambda: _record(
+                call,
+                call.key,
+                digest=got.digest,
+                size=got.size,
+                md5=got.md5,
+                etag=None,
+                meta=meta,
+                store_again=store,
+            )
+        )
     finally:
         discard(got.path)
-    await call.run(
-        lambda: _record(
-            call, call.key, digest=got.digest, size=got.size, md5=got.md5, etag=None, meta=meta
-        )
-    )
     return empty(200, {"etag": quoted(got.md5)})
 
 
@@ -267,6 +283,14 @@ async def copy_object(call: Call) -> Response:
             src = find_object(s, find_bucket(s, call.owner, src_bucket), src_key)
             if _preconditions(call.headers, "x-amz-copy-source-", src):
                 raise _precondition_failed()
+            try:  # the source row, if still there, is a reference in this transaction
+                blobrefs.check_stored(s, call.store(), call.owner, [src.digest])
+            except blobrefs.MissingContent:
+                raise S3Error(
+                    "NoSuchKey",
+                    "The copy source was deleted (and its content freed) meanwhile.",
+                    404,
+                ) from None
             target = find_bucket(s, call.owner, call.bucket)
             meta = new_meta if new_meta is not None else dict(src.meta or {})
             now = time.time_ns()
@@ -385,9 +409,13 @@ async def complete_upload(call: Call) -> Response:
 
     def complete() -> str:
         made = call.uploads.assemble(upload, wanted)
-        call.store().put_file(
-            upload.directory, digest=made.digest, opener=lambda _: concat(made.paths)
-        )
+
+        def store() -> object:
+            return call.store().put_file(
+                upload.directory, digest=made.digest, opener=lambda _: concat(made.paths)
+            )
+
+        store()
         _record(
             call,
             call.key,
@@ -396,6 +424,7 @@ async def complete_upload(call: Call) -> Response:
             md5=made.md5,
             etag=made.etag,
             meta=upload.meta,
+            store_again=store,
         )
         call.uploads.remove(upload)
         return made.etag
