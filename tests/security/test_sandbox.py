@@ -100,3 +100,41 @@ def test_a_task_cannot_read_the_platform_or_other_tasks(server: ServerProcess) -
     # the victim ran on untouched
     assert alice.task(victim)["state"] == "FullyExecuting"
     alice.ok("POST", f"/tasks/{victim}/abort")
+
+
+def test_task_variables_reach_the_command_but_never_roots_tools(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """PATH, LD_* and friends of the task are the command's, exactly as given; the tools the
+    agent runs as root on the way (setpriv, unshare, sh, mount) never see them."""
+    if os.geteuid() != 0:
+        pytest.skip("no root-side tools in direct mode")
+    api: Api = server.user("sandbox-env")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    marker = tmp_path / "fake-tool-ran"
+    for name in ("mount", "setpriv", "unshare", "sh", "kill"):
+        (fake / name).write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+        (fake / name).chmod(0o755)
+    tmp_path.chmod(0o755)
+    odd = "a b 'c' \"d\" $(touch /tmp/never) `x` ; \\ \n second line"
+    constants = {
+        "PATH": f"{fake}:/usr/bin:/bin",
+        "LD_LIBRARY_PATH": "/nowhere",
+        "IFS": "x",
+        "ODD": odd,
+        "DOCKER_CMD": 'printf "%s|" "$PATH" "$LD_LIBRARY_PATH" "$ODD" > env.txt; env > all.txt',
+    }
+    uuid = api.submit(
+        constants["DOCKER_CMD"],
+        constants=[{"key": k, "value": v} for k, v in constants.items()],
+        resultBucket="env-out",
+    )
+    task = api.wait(uuid, timeout=60)
+    assert task["state"] == "Success", task
+    assert not marker.exists(), "a tool of the task's PATH ran as root"
+    got = api.download("env-out", "env.txt").decode()
+    assert got == f"{constants['PATH']}|/nowhere|{odd}|"
+    everything = api.download("env-out", "all.txt").decode()
+    assert "HPCSNAP_ENV_" not in everything  # the carried copies are gone
+    assert not Path("/tmp/never").exists()

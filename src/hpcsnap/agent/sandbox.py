@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -45,7 +46,7 @@ TOOLS = "/opt/hpcsnap/bin"
 _INNER = """\
 mount --bind "$1" /job && cd /job || exit 125
 setpriv --reuid "$2" --regid "$3" --clear-groups --no-new-privs --pdeathsig KILL \
-  -- /bin/sh -c "$4" &
+  -- /bin/sh -c "$5" hpcsnap-job "$4" &
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null' TERM INT HUP
 while :; do
@@ -54,6 +55,32 @@ while :; do
   kill -0 "$child" 2>/dev/null || exit "$code"
 done
 """
+#: The task's variables travel to the command under this prefix, inert: every process that runs
+#: as root on the way (setpriv, unshare, sh, mount) sees only :data:`ROOT_ENV` besides them, so
+#: the task's PATH, LD_PRELOAD, LD_LIBRARY_PATH, IFS... never choose what root runs. The last
+#: step, already as the task user, gives them back their names (see :func:`restorer`).
+CARRIED = "HPCSNAP_ENV_"
+ROOT_ENV = {"PATH": SAFE_PATH, "LANG": "C.UTF-8"}
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def carried(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` under the :data:`CARRIED` prefix, for the trip through root's processes. Names a
+    shell cannot export (not identifiers) are left out."""
+    return {CARRIED + k: v for k, v in env.items() if _NAME.match(k)}
+
+
+def restorer(env: Mapping[str, str]) -> str:
+    """The script, run by ``/bin/sh -c`` as the task user, that gives the carried variables
+    their names back, drops the carried copies, then runs the command (``$1``) with
+    ``/bin/sh -c``. It holds variable names only (identifiers), never a value: each value is
+    read from the environment by the shell itself."""
+    lines = []
+    for name in env:
+        if _NAME.match(name):
+            lines.append(f'export {name}="${{{CARRIED}{name}}}"; unset {CARRIED}{name}')
+    lines.append('exec /bin/sh -c "$1"')
+    return "\n".join(lines) + "\n"
 
 
 class SandboxError(Exception):
@@ -170,11 +197,11 @@ class Sandbox:
             # --pdeathsig: if the agent dies (even by SIGKILL), unshare is killed, and with it
             # (--kill-child) the whole PID namespace: no task outlives its agent.
             argv = [
-                "setpriv",
+                tool("setpriv"),
                 "--pdeathsig",
                 "KILL",
                 "--",
-                "unshare",
+                tool("unshare"),
                 "--mount",
                 "--propagation",
                 "private",
@@ -190,15 +217,18 @@ class Sandbox:
                 str(self.uid),
                 str(self.gid),
                 command,
+                restorer(env),
             ]
             cwd = str(self.root)
+            run_env = {**ROOT_ENV, **carried(env)}
         else:
             argv = ["/bin/sh", "-c", command]
             cwd = str(self.job)
+            run_env = dict(env)
         return subprocess.Popen(
             argv,
             cwd=cwd,
-            env=dict(env),
+            env=run_env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
