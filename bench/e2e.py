@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import time
@@ -38,11 +39,47 @@ def _vm_hwm_kib(pid: int) -> int:
     return int(m.group(1)) if m else 0
 
 
-def _elapsed(api: Api, uuid: str) -> float:
+def _cpu_s(pid: int) -> float:
+    """utime + stime of one process (not its children), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _elapsed(api: Api, uuid: str, cpu: dict[str, float] | None = None) -> float:
+    """The job's own wall time; with ``cpu``, also the CPU seconds its agent and the server
+    spent meanwhile (the agent sampled every 0.2 s until it exits)."""
+    server = _server_pid(api)
+    server_start = _cpu_s(server) if server else 0.0
+    agent_cpu: dict[int, float] = {}
+    while api.task(uuid)["state"] not in ("Success", "Failure", "Cancelled"):
+        for pid in _agent_pids(uuid):
+            agent_cpu[pid] = max(agent_cpu.get(pid, 0.0), _cpu_s(pid))
+        time.sleep(0.2)
     task = api.wait(uuid, timeout=3600)
     assert task["state"] == "Success", task
+    if cpu is not None:
+        cpu["agent"] = sum(agent_cpu.values())
+        cpu["server"] = (_cpu_s(server) - server_start) if server else 0.0
     out = api.get(f"/tasks/{uuid}/stdout").text
     return float(out.rsplit("elapsed ", 1)[1].split()[0])
+
+
+def _server_pid(api: Api) -> int | None:
+    """The pid of the ``hpcsnap serve`` listening on the API's port."""
+    port = str(api.http.base_url.port).encode()
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in cmd and port in cmd:
+            return int(p.name)
+    return None
 
 
 def p4_job_slowdown(server: ServerProcess, api: Api, runs: int, tree_mib: int, work: int) -> Row:
@@ -51,6 +88,7 @@ def p4_job_slowdown(server: ServerProcess, api: Api, runs: int, tree_mib: int, w
     cmd = f"python3 cpujob.py --tree-mib {tree_mib} --work {work}"
     plain, snapped = [], []
     snaps = 0
+    costs: list[dict[str, float]] = []
     for _ in range(runs):
         for interval, out in ((0, plain), (5, snapped)):
             uuid = api.submit(
@@ -59,18 +97,23 @@ def p4_job_slowdown(server: ServerProcess, api: Api, runs: int, tree_mib: int, w
                 snapshotInterval=interval,
                 snapshotBlacklist=None,
             )
-            out.append(_elapsed(api, uuid))
+            cpu: dict[str, float] = {}
+            out.append(_elapsed(api, uuid, cpu))
             if interval:
+                costs.append(cpu)
                 snaps += sum(
                     s["status"] == "Success" for s in api.ok("GET", f"/tasks/{uuid}/snapshots")
                 )
     a = Sample(statistics.median(snapped), min(snapped), max(snapped), len(snapped))
     b = Sample(statistics.median(plain), min(plain), max(plain), len(plain))
     r = a.median / b.median
+    agent = statistics.median(c["agent"] for c in costs)
+    server_cpu = statistics.median(c["server"] for c in costs)
     return Row(
         "P4",
         f"CPU-bound job on all cores, {tree_mib} MiB tree, 5 % churn: snapshots "
-        f"every 5 s ({snaps / runs:.0f} per run) vs none",
+        f"every 5 s ({snaps / runs:.0f} per run; agent {agent:.1f} + server "
+        f"{server_cpu:.1f} CPU-s per run) vs none",
         str(a),
         str(b),
         r,
