@@ -35,8 +35,10 @@ TASK_NAME = f"TASKNAME-{MARK}"
 STDOUT = f"STDOUT-{MARK}"
 
 #: Routes without a path parameter: what each one is. ``public`` needs nobody; ``own`` answers
-#: about the caller's own things only (so it must never show another user's).
+#: about the caller's own things only (so it must never show another user's); ``admin`` is for
+#: administrators only (403 to a user, 401 to nobody).
 UNPARAMETERISED = {
+    ("POST", "/v1/admin/gc"): "admin",
     ("GET", "/v1/health"): "public",
     ("GET", "/openapi.json"): "public",
     ("GET", "/docs"): "public",
@@ -220,6 +222,8 @@ def test_every_route_refuses_another_user_and_nobody(
                 problems.append(f"bob {method} {url}: {resp.status_code}, not 404")
             if kind == "owned" and not _refused(resp):
                 problems.append(f"{who} {method} {url}: {resp.status_code} {resp.text[:200]}")
+            if kind == "admin" and resp.status_code != (403 if who == "bob" else 401):
+                problems.append(f"{who} {method} {url}: {resp.status_code}, not refused")
             if kind == "own" and alice.task in resp.text:
                 problems.append(f"{who} {method} {url}: lists alice's task")
     assert not problems, "\n".join(problems)

@@ -166,6 +166,19 @@ for _stream in ("stdout", "stderr"):
             None,
         )
 
+_BINARY = {"type": "string", "format": "binary"}
+_ARCHIVES = {"application/gzip": _BINARY, "application/zip": _BINARY}
+#: Success answers with several media types: (method, path) → {status: {media: schema}}.
+MULTI: dict[tuple[str, str], dict[int, dict[str, Any]]] = {
+    ("get", "/v1/tasks/{task_uuid}/snapshots/{snapshot_id}/archive"): {200: _ARCHIVES},
+    ("get", "/v1/tasks/{task_uuid}/results/archive"): {200: _ARCHIVES},
+    # the stream (SSE) or, with format=json, one long-poll answer; 204: nothing will ever come
+    ("get", "/v1/tasks/{task_uuid}/events"): {
+        200: {"text/event-stream": {"type": "string"}, _JSON: {"type": "object"}},
+        204: {},
+    },
+}
+
 #: Bodies that routes read themselves (JSON parsed by hand, or raw bytes).
 BODIES: dict[tuple[str, str], tuple[str, Any]] = {
     ("post", "/v1/tasks"): (_JSON, TaskSubmission),
@@ -182,12 +195,19 @@ EXTRA_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/tasks/{task_uuid}/snapshot"): (409,),
     ("post", "/v1/tasks/{task_uuid}/snapshot/periodic"): (409,),
     ("delete", "/v1/tokens/{token_id}"): (409,),
+    ("post", "/v1/tasks"): (409,),  # resumeFrom a snapshot that cannot be restored
+    ("delete", "/v1/tasks/{task_uuid}/snapshot/{snapshot_id}"): (409,),
+    ("post", "/v1/tasks/{task_uuid}/snapshot/{snapshot_id}/verify"): (409,),
+    ("post", "/v1/tasks/{task_uuid}/results/verify"): (409,),
+    ("get", "/v1/tasks/{task_uuid}/results/diff"): (409,),
+    ("get", "/v1/tasks/{task_uuid}/results/archive"): (409,),
+    ("post", "/v1/admin/gc"): (403,),
 }
 
 _ERROR_TEXT = {
     400: "Invalid request (the message names the field)",
     401: "Missing, invalid or revoked token",
-    403: "Not allowed in the object's current state",
+    403: "Not allowed (the object's current state, or not an administrator)",
     404: "No such object (or another user's: they look the same)",
     409: "Conflicts with the object's current state",
     413: "Request body too large",
@@ -238,6 +258,15 @@ def patch(doc: dict[str, Any]) -> dict[str, Any]:
                         schema = {"type": "string"}
                     answer["content"] = _content(media, schema)
                 responses[str(status)] = answer
+            if key in MULTI:
+                for code in [c for c in responses if c.startswith("2")]:
+                    del responses[code]
+                for status, media_types in MULTI[key].items():
+                    responses[str(status)] = {"description": "Success"}
+                    if media_types:
+                        responses[str(status)]["content"] = {
+                            media: {"schema": schema} for media, schema in media_types.items()
+                        }
             if key in BODIES:
                 media, model = BODIES[key]
                 if model is None:
