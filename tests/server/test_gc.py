@@ -4,7 +4,9 @@ deletion freeing content, on a real server with a real agent; the local store he
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -142,6 +144,92 @@ def test_deleting_a_bucket_frees_what_only_it_held(server: ServerProcess) -> Non
 
     assert digest(only) not in stored(ns) and digest(both) in stored(ns)
     assert user.download("purge-b", "copy.bin") == both
+
+
+def snapshotted(user: Api, make: str, bucket: str, **fields: Any) -> tuple[str, dict[str, Any]]:
+    """A finished task that ran ``make`` then took one snapshot: its uuid and snapshot."""
+    uuid = user.submit(
+        make + "; hpcsnap job snapshot --label s >/dev/null", resultBucket=bucket, **fields
+    )
+    task = user.wait(uuid)
+    assert task["state"] == "Success", user.get(f"/tasks/{uuid}/stderr").text
+    (snap,) = user.ok("GET", f"/tasks/{uuid}/snapshots")
+    assert snap["status"] == "Success", snap
+    return uuid, snap
+
+
+def test_deleting_a_task_frees_what_only_its_snapshots_held(server: ServerProcess) -> None:
+    user = server.user("task-deleter")
+    uuid_a, snap_a = snapshotted(user, "head -c 120000 /dev/urandom > a.bin", "del-a")
+    a_bin = user.download("del-a", snap_a["directory"] + "a.bin")
+    ns = namespace_dir(server, digest(a_bin))
+    # the bucket (results and snapshot keys) goes first: the live snapshot still holds a.bin
+    assert user.delete("/buckets/del-a").status_code == 204
+    before = stored(ns)
+    assert {digest(a_bin), snap_a["manifestDigest"]} <= set(before)
+
+    assert user.delete(f"/tasks/{uuid_a}").status_code == 204
+
+    after = stored(ns)
+    assert set(before) - set(after) == {digest(a_bin), snap_a["manifestDigest"]}
+    assert sum(before.values()) - sum(after.values()) > len(a_bin)
+
+
+@pytest.mark.timeout(180)
+def test_a_deleted_tasks_snapshot_stays_while_a_resumed_task_may_restore_it(
+    server: ServerProcess,
+) -> None:
+    user = server.user("line-keeper")
+    uuid_b, snap_b = snapshotted(user, "head -c 150000 /dev/urandom > b.bin", "del-b")
+    b_bin = user.download("del-b", snap_b["directory"] + "b.bin")
+    resumed = {"taskUuid": uuid_b, "snapshotId": snap_b["id"]}
+    uuid_r, _ = snapshotted(user, "echo r > r.txt", "del-r", resumeFrom=resumed)
+    ns = namespace_dir(server, digest(b_bin))
+    assert user.delete("/buckets/del-b").status_code == 204
+    assert user.delete(f"/tasks/{uuid_b}").status_code == 204
+    kept = {digest(b_bin), snap_b["manifestDigest"]}
+    assert kept <= set(stored(ns))  # R may be resumed from: its line restores b.bin
+
+    # ... and it can: a restart from R's snapshot restores b.bin byte for byte (and the sweep
+    # keeps it too)
+    admin(server).ok("POST", "/admin/gc", json={"graceMinutes": 0})
+    assert kept <= set(stored(ns))
+    again = user.submit("sha256sum b.bin r.txt", name="again", resumeFrom={"taskUuid": uuid_r})
+    assert user.wait(again)["state"] == "Success", user.get(f"/tasks/{again}/stderr").text
+    out = user.get(f"/tasks/{again}/stdout").text
+    assert f"{hashlib.sha256(b_bin).hexdigest()}  b.bin" in out, out
+
+    # once no task that is not deleted has B's snapshot on its line, it goes
+    assert user.delete(f"/tasks/{again}").status_code == 204
+    assert kept <= set(stored(ns))  # R is still there
+    assert user.delete(f"/tasks/{uuid_r}").status_code == 204
+    assert not kept & set(stored(ns))
+
+
+def test_the_sweep_frees_what_deleted_tasks_left(server: ServerProcess) -> None:
+    """A task marked deleted without its collection (as after a crash): the sweep applies the
+    same rule, keeping a line some task may restore."""
+    user = server.user("sweep-deleted")
+    uuid_c, snap_c = snapshotted(user, "head -c 90000 /dev/urandom > c.bin", "del-c")
+    c_bin = user.download("del-c", snap_c["directory"] + "c.bin")
+    uuid_d, snap_d = snapshotted(user, "echo d > d.txt", "del-d", resumeFrom={"taskUuid": uuid_c})
+    ns = namespace_dir(server, digest(c_bin))
+    assert user.delete("/buckets/del-c").status_code == 204
+    kept = {digest(c_bin), snap_c["manifestDigest"]}
+
+    def mark_deleted(uuid: str) -> None:
+        with sqlite3.connect(server.data_dir / "hpcsnap.db") as db:
+            db.execute("UPDATE tasks SET deleted = 1 WHERE uuid = ?", (uuid,))
+
+    mark_deleted(uuid_c)
+    admin(server).ok("POST", "/admin/gc", json={"graceMinutes": 0})
+    assert kept <= set(stored(ns))  # D's line
+    mark_deleted(uuid_d)
+    admin(server).ok("POST", "/admin/gc", json={"graceMinutes": 0})
+    left = set(stored(ns))
+    assert not kept & left
+    assert snap_d["manifestDigest"] not in left  # D's own snapshot: its keys hold d.txt only
+    assert user.download("del-d", snap_d["directory"] + "d.txt") == b"d\n"
 
 
 @pytest.fixture()

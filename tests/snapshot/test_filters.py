@@ -110,6 +110,60 @@ def test_classic_redos_patterns_never_hang(pattern: str) -> None:
     assert time.monotonic() - start < 2
 
 
+#: Backtracks on each :data:`SLOW_PATHS` path for a few ms: far under the per-match timeout.
+SLOW = r"(a|aa)+$"
+SLOW_PATHS = [f"run{i}/" + "a" * 20 + "b" for i in range(300)]
+
+
+@pytest.mark.timeout(20)
+def test_budget_bounds_the_total_time_of_a_slow_but_timely_pattern() -> None:
+    f = PathFilter(whitelist=SLOW, budget=0.1, label="snapshot")
+    start = time.monotonic()
+    with pytest.raises(FilterError) as info:
+        for path in SLOW_PATHS:
+            f.accepts(path)
+    took = time.monotonic() - start
+    assert re.fullmatch(
+        r"the snapshot whitelist '\(a\|aa\)\+\$' took more than 0\.1 s to match [\d,]+ paths: "
+        r"simplify it",
+        str(info.value),
+    ), str(info.value)
+    assert info.value.kind == "whitelist"
+    assert 1 < f.paths < len(SLOW_PATHS)  # ended early, not on the first path's timeout
+    assert f.spent["whitelist"] > 0.1 and f.spent["blacklist"] == 0
+    assert took < 5
+    # without a budget the same pattern on the same paths passes: only the total was too much
+    unbounded = PathFilter(whitelist=SLOW)
+    assert not any(unbounded.accepts(p) for p in SLOW_PATHS[:5])
+
+
+def test_budget_names_the_slow_pattern_and_survives_merge() -> None:
+    f = PathFilter(r"run\d", r"x", budget=0.05, label="results").merged(None, SLOW)
+    assert (f.budget, f.label) == (0.05, "results")
+    with pytest.raises(
+        FilterError, match=r"^the results blacklist '\(a\|aa\)\+\$' took more"
+    ) as info:
+        for path in SLOW_PATHS:
+            f.accepts(path)
+    assert info.value.kind == "blacklist"
+    # a fresh filter starts with a full budget; a fast pattern never comes near it
+    fast = PathFilter(r"run\d+/", r"processor\d+", budget=0.5)
+    assert sum(fast.accepts(p) for p in SLOW_PATHS * 30) == len(SLOW_PATHS) * 30
+    assert fast.paths == len(SLOW_PATHS) * 30 and fast.spent["whitelist"] < 0.5
+
+
+def test_rejected_by_says_which_filter() -> None:
+    f = PathFilter(r"log\.", r"processor\d+")
+    assert [f.rejected_by(p) for p in ["log.a", "0.1/U", "processor1/log.b"]] == [
+        None,
+        "whitelist",
+        "blacklist",
+    ]
+    with pytest.raises(FilterError) as info:
+        PathFilter(blacklist=SLOW, timeout=0.01).accepts("a" * 40 + "b")
+    assert info.value.kind == "blacklist" and "too slow" in str(info.value)
+
+
 SAFE_PATTERNS = [None, "", r"log\..*", r"processor\d+", r"^0\.", r"U$", r"/", r"a.b", r"\d/\d"]
 
 

@@ -105,6 +105,17 @@ def test_a_pathological_pattern_is_reported_not_hanging() -> None:
     assert "too slow" in result.errors["snapshot_blacklist"]
 
 
+def test_the_preview_has_a_total_budget() -> None:
+    """A pattern quick enough on each path but too slow over all of them is an error of its
+    field, and the preview stops there."""
+    paths = [f"run{i}/" + "a" * 20 + "b" for i in range(300)]
+    result = check_form(Settings(), {"results_whitelist": r"(a|aa)+$"}, paths=paths, budget=0.1)
+    message = result.errors["results_whitelist"]
+    assert message.startswith("the results whitelist '(a|aa)+$' took more than 0.1 s"), message
+    assert {row["results"] for row in result.preview} == {"error"}
+    assert {row["snapshot"] for row in result.preview} == {"kept"}
+
+
 def test_tree() -> None:
     root = build_tree([("a/b/c.txt", 10, 1), ("a/d.txt", 5, 2), ("e.txt", 1, 3)])
     assert (root.files, root.size) == (3, 16)

@@ -45,7 +45,7 @@ from hpcsnap.agent.shell import ShellManager
 from hpcsnap.agent.snapshots import Snapshotter, with_files
 from hpcsnap.blobstore import ContentStore, TransientBlobError, open_backend
 from hpcsnap.snapshot.capture import capture
-from hpcsnap.snapshot.filters import PathFilter
+from hpcsnap.snapshot.filters import CAPTURE_BUDGET, PathFilter
 from hpcsnap.snapshot.manifest import Entry, Manifest
 from hpcsnap.snapshot.restore import restore
 
@@ -289,7 +289,12 @@ class TaskRunner:
             result = capture(
                 box.job,
                 store,
-                path_filter=PathFilter(spec.results_whitelist, spec.results_blacklist),
+                path_filter=PathFilter(
+                    spec.results_whitelist,
+                    spec.results_blacklist,
+                    budget=CAPTURE_BUDGET,
+                    label="results",
+                ),
                 parent=self.snapshotter.known,
                 baseline=baseline,
                 include_unchanged_inputs=spec.include_unchanged_inputs,

@@ -36,7 +36,7 @@ from hpcsnap.agent.protocol import (
 )
 from hpcsnap.blobstore import ContentStore
 from hpcsnap.snapshot.capture import CaptureResult, Progress, capture
-from hpcsnap.snapshot.filters import PathFilter
+from hpcsnap.snapshot.filters import CAPTURE_BUDGET, PathFilter
 from hpcsnap.snapshot.manifest import Entry, Manifest
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,10 @@ class Snapshotter:
         soft_limit: int | None,
         hard_limit: int | None,
         clock: Callable[[], float] = time.monotonic,
+        filter_budget: float = CAPTURE_BUDGET,
     ) -> None:
         self.client = client
+        self.filter_budget = filter_budget
         self.store = store
         self.root = root
         self.baseline = baseline
@@ -232,7 +234,9 @@ class Snapshotter:
                 result = capture(
                     self.root,
                     self.store,
-                    path_filter=PathFilter(req.whitelist, req.blacklist),
+                    path_filter=PathFilter(
+                        req.whitelist, req.blacklist, budget=self.filter_budget, label="snapshot"
+                    ),
                     parent=self.known,
                     baseline=self.baseline,
                     include_unchanged_inputs=self.include_unchanged_inputs,

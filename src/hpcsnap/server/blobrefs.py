@@ -2,9 +2,16 @@
 
 A blob of a user's namespace is referenced by any ``objects`` row of that user with its digest
 (bucket keys: uploads, results, snapshots of any task), by the ``manifest_digest`` of any
-snapshot whose manifest is still needed (live snapshots, of deleted tasks too: a task resumed
-from one restores it; and deleted snapshots whose collection has not finished), and by the
-entries of a live snapshot's manifest.
+snapshot whose manifest is still needed (see below; and deleted snapshots whose collection has
+not finished), and by the entries of a needed snapshot's manifest.
+
+A live snapshot (not deleted) is *needed* while its task is not deleted, or while a task that is
+not deleted may restore it: a task resumed from snapshot S of task T restores S's whole line
+(:mod:`.resume`), even after T is deleted, and so does a later task resumed from a snapshot of
+that task. So the snapshots of a deleted task count only if they are on the ``resume_from``
+line of some task that is not deleted (:func:`resumable`); deleting a task frees the rest
+(:func:`hpcsnap.server.taskgc.collect_task`, and the full sweep). A submission with
+``resumeFrom`` takes the owner's GC lock shared, so its line is not freed before it commits.
 A commit publishes every file entry of its manifest as a key (symlinks have no blob), so those
 entries are ``objects`` rows too, until a key is deleted or overwritten: a live snapshot with
 fewer keys than file entries ("not intact") has its manifest read by the collector, whose
@@ -86,6 +93,40 @@ def _chunks(items: list[str], size: int = BATCH) -> Iterator[list[str]]:
         yield items[i : i + size]
 
 
+def resumable(session: Session, owner_id: int) -> set[str]:
+    """The ids of the snapshots that a task of the owner that is not deleted may restore: the
+    ``resume_from`` line of each such task, through deleted tasks too (a snapshot deleted
+    meanwhile included: harmless, its collection does not ask)."""
+    rows = session.execute(
+        select(Task.uuid, Task.resume_from, Task.deleted).where(Task.owner_id == owner_id)
+    ).all()
+    lines = {uuid: ref for uuid, ref, _ in rows if ref}
+    found: set[str] = set()
+    for uuid, _, deleted in rows:
+        ref = None if deleted else lines.get(uuid)
+        while ref:
+            snapshot_id = str(ref.get("snapshotId"))
+            if snapshot_id in found:  # the rest of this line is walked already
+                break
+            found.add(snapshot_id)
+            ref = lines.get(str(ref.get("taskUuid")))
+    return found
+
+
+class _Needed:
+    """:func:`resumable`, computed at most once and only if a deleted task's snapshot shows
+    up (most collections never meet one)."""
+
+    def __init__(self, session: Session, owner_id: int) -> None:
+        self.session, self.owner_id = session, owner_id
+        self._ids: set[str] | None = None
+
+    def __contains__(self, snapshot_id: str) -> bool:
+        if self._ids is None:
+            self._ids = resumable(self.session, self.owner_id)
+        return snapshot_id in self._ids
+
+
 def referenced(
     session: Session, owner_id: int, digests: Iterable[str], *, skip_manifest_of: str | None = None
 ) -> set[str]:
@@ -93,6 +134,7 @@ def referenced(
     (``skip_manifest_of``: a snapshot id whose own manifest does not count)."""
     wanted = sorted(set(digests))
     found: set[str] = set()
+    needed = _Needed(session, owner_id)
     for part in _chunks(wanted):
         found.update(
             session.scalars(
@@ -102,13 +144,17 @@ def referenced(
             )
         )
         query = (
-            select(Snapshot.manifest_digest)
+            select(Snapshot.id, Snapshot.manifest_digest, Task.deleted, Snapshot.deleted_at)
             .join(Task, Task.uuid == Snapshot.task_uuid)
             .where(Task.owner_id == owner_id, Snapshot.manifest_digest.in_(part))
         )
         if skip_manifest_of is not None:
             query = query.where(Snapshot.id != skip_manifest_of)
-        found.update(d for d in session.scalars(query.distinct()) if d)
+        for snap_id, manifest_digest, task_deleted, deleted_at in session.execute(query):
+            if manifest_digest and (
+                not task_deleted or deleted_at is not None or snap_id in needed
+            ):
+                found.add(manifest_digest)
     return found
 
 
@@ -173,7 +219,7 @@ _FILE_ENTRIES_MAX = 100_000
 
 
 class LiveManifests:
-    """The entries of live snapshots' manifests that are no longer keys (see the module
+    """The entries of needed snapshots' manifests that are no longer keys (see the module
     docstring). Holds, for the time of one collection, the entries of the manifests it had to
     read (those of snapshots that are not intact)."""
 
@@ -202,19 +248,24 @@ class LiveManifests:
         return entries
 
     def referencing(self, session: Session, owner_id: int, digests: set[str]) -> set[str]:
-        """The digests among ``digests`` that a live snapshot's manifest lists (in the
+        """The digests among ``digests`` that a needed snapshot's manifest lists (in the
         caller's transaction, which holds the owner's GC lock)."""
         if not digests:
             return set()
-        live = session.execute(
-            select(Snapshot.id, Snapshot.manifest_digest)
-            .join(Task, Task.uuid == Snapshot.task_uuid)
-            .where(
-                Task.owner_id == owner_id,
-                Snapshot.deleted_at.is_(None),
-                Snapshot.manifest_digest.is_not(None),
-            )
-        ).all()
+        needed = _Needed(session, owner_id)
+        live = [
+            (snap_id, manifest_digest)
+            for snap_id, manifest_digest, task_deleted in session.execute(
+                select(Snapshot.id, Snapshot.manifest_digest, Task.deleted)
+                .join(Task, Task.uuid == Snapshot.task_uuid)
+                .where(
+                    Task.owner_id == owner_id,
+                    Snapshot.deleted_at.is_(None),
+                    Snapshot.manifest_digest.is_not(None),
+                )
+            ).tuples()
+            if not task_deleted or snap_id in needed
+        ]
         keys: dict[str, int] = {}
         ids = [snap_id for snap_id, _ in live]
         for part in _chunks(ids):

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hpcsnap.agent.protocol import SnapshotStatus
+from hpcsnap.server import blobrefs
 from hpcsnap.server.auth import Caller
 from hpcsnap.server.db import Snapshot, Task
 from hpcsnap.server.errors import ApiError, Conflict, NotFound
@@ -71,8 +72,11 @@ def resolve(session: Session, caller: Caller, ref: ResumeFrom) -> dict[str, Any]
     """Check ``resumeFrom`` and fix its snapshot: ``{"taskUuid", "snapshotId"}``.
 
     404 when the task or snapshot is not the caller's; 409 when the snapshot cannot be restored
-    (not successful, deleted, none successful for ``"latest"``).
+    (not successful, deleted, none successful for ``"latest"``). Takes the owner's GC lock
+    shared: the line checked here cannot be freed (e.g. its task deleted meanwhile) before the
+    new task, which keeps it (:func:`.blobrefs.resumable`), commits.
     """
+    blobrefs.lock(session, caller.user_id, exclusive=False)
     source = session.get(Task, ref.task_uuid)
     if source is None or source.owner_id != caller.user_id or source.deleted:
         raise NotFound(f"resumeFrom: task {ref.task_uuid} not found")

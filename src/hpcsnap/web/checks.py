@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hpcsnap.server.config import Settings
-from hpcsnap.snapshot.filters import FilterError, PathFilter, compile_pattern
+from hpcsnap.snapshot.filters import PREVIEW_BUDGET, FilterError, PathFilter, compile_pattern
 from hpcsnap.web.render import human_duration, human_size
 
 #: Form field name → the task field it fills (the API's names, used in its error messages).
@@ -115,26 +115,22 @@ def advice(settings: Settings, seconds: int | None, expected: int | None) -> lis
 
 
 def _verdicts(
-    paths: list[str], white: str | None, black: str | None
+    paths: list[str], white: str | None, black: str | None, label: str, budget: float
 ) -> tuple[list[Verdict], tuple[str, str] | None]:
-    """Per path: kept, or which filter leaves it out. A pattern too slow on some path gives
-    ``("whitelist" | "blacklist", message)`` instead."""
+    """Per path: kept, or which filter leaves it out. A pattern too slow on some path, or both
+    together slower than ``budget`` seconds over the paths, give ``("whitelist" | "blacklist",
+    message)`` instead."""
     try:
-        only_white = PathFilter(white, None)
-        only_black = PathFilter(None, black)
+        path_filter = PathFilter(white, black, budget=budget, label=label)
     except FilterError:
         return ["error"] * len(paths), None
     out: list[Verdict] = []
     for path in paths:
-        stage = "whitelist"
         try:
-            if not only_white.accepts(path):
-                out.append("whitelist")
-                continue
-            stage = "blacklist"
-            out.append("kept" if only_black.accepts(path) else "blacklist")
+            rejected = path_filter.rejected_by(path)
         except FilterError as exc:
-            return ["error"] * len(paths), (stage, str(exc))
+            return ["error"] * len(paths), (exc.kind or "whitelist", str(exc))
+        out.append(rejected or "kept")
     return out, None
 
 
@@ -145,7 +141,10 @@ def check_form(
     interval: int | None = None,
     expected: int | None = None,
     paths: list[str] | None = None,
+    budget: float = PREVIEW_BUDGET,
 ) -> CheckResult:
+    """The form's errors, warnings and filter preview; ``budget`` bounds the seconds the
+    snapshot filters, and again the results filters, may take over ``paths``."""
     result = CheckResult()
     for name in REGEX_FIELDS:
         if (message := regex_error(regexes.get(name))) is not None:
@@ -155,10 +154,18 @@ def check_form(
     result.warnings = advice(settings, interval, expected)
     paths = [p for p in (paths or []) if p][:MAX_PATHS]
     snap, snap_err = _verdicts(
-        paths, regexes.get("snapshot_whitelist"), regexes.get("snapshot_blacklist")
+        paths,
+        regexes.get("snapshot_whitelist"),
+        regexes.get("snapshot_blacklist"),
+        "snapshot",
+        budget,
     )
     res, res_err = _verdicts(
-        paths, regexes.get("results_whitelist"), regexes.get("results_blacklist")
+        paths,
+        regexes.get("results_whitelist"),
+        regexes.get("results_blacklist"),
+        "results",
+        budget,
     )
     for kind, err in (("snapshot", snap_err), ("results", res_err)):
         if err is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid as uuidlib
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hpcsnap.agent.protocol import ACTIVE_STATES, TERMINAL_STATES, TaskState
+from hpcsnap.blobstore import BlobError
 from hpcsnap.server import bucketindex as bx
 from hpcsnap.server.api.deps import Ctx, DbSession, User
 from hpcsnap.server.auth import Caller
@@ -24,9 +26,11 @@ from hpcsnap.server.events import record_state
 from hpcsnap.server.lifecycle import set_state
 from hpcsnap.server.resume import ResumeFrom, resolve
 from hpcsnap.server.retention import check_retention
+from hpcsnap.server.taskgc import collect_task
 from hpcsnap.server.taskviews import task_json
 from hpcsnap.snapshot.filters import FilterError, compile_pattern
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["tasks"])
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -280,12 +284,18 @@ def abort(task_uuid: str, user: User, session: DbSession) -> dict[str, Any]:
 
 
 @router.delete("/tasks/{task_uuid}", status_code=204)
-def delete_task(task_uuid: str, user: User, session: DbSession) -> Response:
-    """Delete a task (aborting it first if it runs). Its result bucket is kept."""
-    task = get_task(session, user, task_uuid)
-    if task.state not in TERMINAL_STATES:
-        request_abort(session, task)
-    task.deleted = True
+def delete_task(task_uuid: str, ctx: Ctx, user: User) -> Response:
+    """Delete a task (aborting it first if it runs). Its result bucket is kept; what only its
+    snapshots held is freed (unless a task resumed from one may still restore it)."""
+    with ctx.db.session() as session:
+        task = get_task(session, user, task_uuid)
+        if task.state not in TERMINAL_STATES:
+            request_abort(session, task)
+        task.deleted = True
+    try:
+        collect_task(ctx.db, ctx.store(user.user_id), task_uuid)
+    except BlobError as exc:  # the task is deleted; what is left is for the full sweep
+        log.warning("task %s deleted, its snapshots' content not freed: %s", task_uuid, exc)
     return Response(status_code=204)
 
 
