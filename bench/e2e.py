@@ -8,26 +8,12 @@ import statistics
 import time
 from pathlib import Path
 
-from tests.support import Api, ServerProcess, wait_for
+from tests.support import Api, ServerProcess, agent_pids, wait_for
 
 from bench.engine import Row
 from bench.timing import Sample
 
 HERE = Path(__file__).parent
-
-
-def _agent_pids(uuid: str) -> list[int]:
-    pids = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            cmd = (p / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if uuid.encode() in cmd and b"hpcsnap.agent" in cmd:
-            pids.append(int(p.name))
-    return pids
 
 
 def _vm_hwm_kib(pid: int) -> int:
@@ -55,7 +41,7 @@ def _elapsed(api: Api, uuid: str, cpu: dict[str, float] | None = None) -> float:
     server_start = _cpu_s(server) if server else 0.0
     agent_cpu: dict[int, float] = {}
     while api.task(uuid)["state"] not in ("Success", "Failure", "Cancelled"):
-        for pid in _agent_pids(uuid):
+        for pid in agent_pids(uuid):
             agent_cpu[pid] = max(agent_cpu.get(pid, 0.0), _cpu_s(pid))
         time.sleep(0.2)
     task = api.wait(uuid, timeout=3600)
@@ -169,7 +155,7 @@ def p8_agent_memory(api: Api, files: int) -> Row:
     snap_seen = False
     while True:
         task = api.task(uuid)
-        for pid in _agent_pids(uuid):
+        for pid in agent_pids(uuid):
             peak = max(peak, _vm_hwm_kib(pid))
         if task["state"] in ("Success", "Failure", "Cancelled"):
             break

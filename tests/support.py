@@ -117,6 +117,21 @@ def wait_for(
     raise AssertionError(f"timed out waiting for {what}; last: {last}")
 
 
+def agent_pids(task_uuid: str) -> list[int]:
+    """The pids of the agent process(es) of a task (found by their command line)."""
+    pids = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if task_uuid.encode() in cmd and b"hpcsnap.agent" in cmd:
+            pids.append(int(p.name))
+    return pids
+
+
 class ServerProcess:
     """``hpcsnap serve`` in a subprocess with its own data dir and port."""
 

@@ -21,7 +21,7 @@ import pytest
 from hpcsnap.blobstore import LocalBackend
 from tests.reliability.helpers import Verifier, settled, user
 from tests.services import MEASUREMENTS
-from tests.support import Api, ServerProcess, wait_for
+from tests.support import Api, ServerProcess, agent_pids, wait_for
 
 TASKS = 10
 STEPS = 60
@@ -117,18 +117,6 @@ def test_server_kill9_with_10_tasks_and_a_snapshot_in_flight(
 
 def snaps(api: Api, uuid: str) -> list[dict]:
     return list(api.ok("GET", f"/tasks/{uuid}/snapshots"))
-
-
-def agent_pids(uuid: str) -> list[int]:
-    pids = []
-    for p in Path("/proc").iterdir():
-        try:
-            cmd = (p / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if uuid.encode() in cmd and b"hpcsnap.agent" in cmd:
-            pids.append(int(p.name))
-    return pids
 
 
 def test_agent_kill9_mid_snapshot_bounded_failure(fresh_server: ServerProcess) -> None:

@@ -14,22 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Api, ServerProcess, wait_for
+from tests.support import Api, ServerProcess, agent_pids, wait_for
 
 SECRET = b"VICTIM-SECRET-58ab"
-
-
-def _agent_pid(task_uuid: str) -> int:
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            cmd = (p / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"hpcsnap.agent" in cmd and task_uuid.encode() in cmd:
-            return int(p.name)
-    raise AssertionError(f"no agent process for task {task_uuid}")
 
 
 def _try(label: str, path: str, how: str = "cat") -> str:
@@ -79,7 +66,9 @@ def test_a_task_cannot_read_the_platform_or_other_tasks(server: ServerProcess) -
     )
     thief = mallory.submit(script)
     mallory.wait(thief, {"FullyExecuting", "Success", "Failure"})
-    pid = _agent_pid(thief)
+    pids = agent_pids(thief)
+    assert pids, f"no agent process for task {thief}"
+    pid = pids[0]
     # the task's /job is its work dir; write the agent's host pid where it looks
     job = data / "work" / thief / "job"
     wait_for(job.exists, bool, 20, "the thief's /job")

@@ -55,7 +55,7 @@ def browse(request: Request, task_uuid: str, snapshot_id: str, user: Me, path: s
         directory = snap.directory or ""
         rows = queries.snapshot_files(s, user.id, snap)
         root = build_tree((o.key[len(directory) :], o.size, o.mtime_ns) for o in rows)
-        previous = queries.previous_success(s, snap)
+        previous = previous_success(s, snap)
         others = [x for x in queries.snapshots_of(s, task.uuid) if x.status == "Success"]
         ended = task.state in TERMINAL_STATES
     folder = find_folder(root, path) if path else root

@@ -74,19 +74,6 @@ def snapshot_files(session: Session, owner_id: int, snap: Snapshot) -> Sequence[
     return bx.list_objects(session, bucket, snap.directory)
 
 
-def previous_success(session: Session, snap: Snapshot) -> Snapshot | None:
-    return session.scalars(
-        select(Snapshot)
-        .where(
-            Snapshot.task_uuid == snap.task_uuid,
-            Snapshot.status == "Success",
-            Snapshot.trigger_date < snap.trigger_date,
-        )
-        .order_by(Snapshot.trigger_date.desc())
-        .limit(1)
-    ).first()
-
-
 def log_end(session: Session, task_uuid: str, stream: str) -> int:
     end = session.scalar(
         select(func.max(LogChunk.offset + func.length(LogChunk.data))).where(
