@@ -70,14 +70,17 @@ class AgentClient:
         self,
         method: str,
         path: str,
-        body: BaseModel | dict[str, Any] | bytes | None = None,
+        body: BaseModel | dict[str, Any] | bytes | list[bytes] | None = None,
         *,
         params: dict[str, Any] | None = None,
         patience: float | None = None,
         timeout: float | None = None,
     ) -> Any:
+        """``body``: a model or dict sent as JSON, or JSON already encoded: bytes, or a list of
+        pieces sent one after the other (never joined into one copy)."""
         payload = dump(body) if isinstance(body, BaseModel) else body
-        raw = payload if isinstance(payload, bytes) else None
+        pieces = [payload] if isinstance(payload, bytes) else payload
+        raw = pieces if isinstance(pieces, list) else None
         deadline = None if patience is None else time.monotonic() + patience
         delay = 0.2
         while True:
@@ -86,8 +89,15 @@ class AgentClient:
                     method,
                     self.base + path,
                     json=None if raw is not None else payload,
-                    content=raw,
-                    headers={"Content-Type": "application/json"} if raw is not None else None,
+                    content=iter(raw) if raw is not None else None,
+                    headers=(
+                        {
+                            "Content-Type": "application/json",
+                            "Content-Length": str(sum(len(p) for p in raw)),
+                        }
+                        if raw is not None
+                        else None
+                    ),
                     params=params,
                     timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
                 )

@@ -66,11 +66,12 @@ class Job:
     error: str | None = None
 
 
-def with_files(body: BaseModel, manifest: Manifest) -> bytes:
+def with_files(body: BaseModel, manifest: Manifest) -> list[bytes]:
     """The JSON of ``body`` (a commit message) with the manifest's regular files as its
     ``files`` (each as :class:`~hpcsnap.agent.protocol.FileEntry`; symlinks stay in the
-    manifest only). Encoded a few thousand files at a time, straight to bytes: on 100,000
-    files, models or one big list of dicts would cost the agent tens of MiB more."""
+    manifest only), as pieces to send one after the other. Encoded a few thousand files at a
+    time, straight to bytes and never joined: on 100,000 files, models, one big list of dicts
+    or one joined copy would cost the agent tens of MiB more."""
     payload = dump(body)
     payload.pop("files", None)
     head = json.dumps(payload)[:-1]
@@ -83,7 +84,7 @@ def with_files(body: BaseModel, manifest: Manifest) -> bytes:
         ]
         parts.append((("," if i else "") + json.dumps(rows)[1:-1]).encode())
     parts.append(b"]}")
-    return b"".join(parts)
+    return parts
 
 
 class Snapshotter:
