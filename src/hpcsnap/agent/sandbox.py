@@ -70,16 +70,16 @@ def carried(env: Mapping[str, str]) -> dict[str, str]:
     return {CARRIED + k: v for k, v in env.items() if _NAME.match(k)}
 
 
-def restorer(env: Mapping[str, str]) -> str:
+def restorer(env: Mapping[str, str], then: str = 'exec /bin/sh -c "$1"') -> str:
     """The script, run by ``/bin/sh -c`` as the task user, that gives the carried variables
-    their names back, drops the carried copies, then runs the command (``$1``) with
-    ``/bin/sh -c``. It holds variable names only (identifiers), never a value: each value is
-    read from the environment by the shell itself."""
+    their names back, drops the carried copies, then runs ``then`` (by default: the command
+    ``$1`` with ``/bin/sh -c``). It holds variable names only (identifiers), never a value:
+    each value is read from the environment by the shell itself."""
     lines = []
     for name in env:
         if _NAME.match(name):
             lines.append(f'export {name}="${{{CARRIED}{name}}}"; unset {CARRIED}{name}')
-    lines.append('exec /bin/sh -c "$1"')
+    lines.append(then)
     return "\n".join(lines) + "\n"
 
 

@@ -27,8 +27,6 @@ import fcntl
 import json
 import logging
 import os
-import re
-import shlex
 import signal
 import struct
 import subprocess
@@ -43,7 +41,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from hpcsnap.agent.protocol import ShellRequest
-from hpcsnap.agent.sandbox import SAFE_PATH, Sandbox, tool
+from hpcsnap.agent.sandbox import ROOT_ENV, Sandbox, carried, restorer, tool
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +50,6 @@ log = logging.getLogger(__name__)
 MAX_SHELLS = 8
 STDOUT, STDERR = b"\x01", b"\x02"
 _CHUNK = 65536
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: Run as the task user, last before the shell: sets the task's environment from the exports
-#: in ``HPCSNAP_SHELL_ENV``, then runs the shell. Everything before it (root's nsenter, env,
-#: setpriv) sees only :data:`SAFE_ENV` and that one inert variable, so the task's PATH or
-#: LD_PRELOAD never choose what root runs.
-_LOADER = 'exports=$HPCSNAP_SHELL_ENV; unset HPCSNAP_SHELL_ENV; eval "$exports" && exec "$@"'
-SAFE_ENV = {"PATH": SAFE_PATH, "LANG": "C.UTF-8"}
-
-
-def exports(env: Mapping[str, str]) -> str:
-    """``env`` as shell-quoted ``export`` lines (names that are not identifiers are left out)."""
-    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items() if _NAME.match(k))
 
 
 def banner(name: str, uuid: str, job: str) -> str:
@@ -192,9 +178,11 @@ class ShellSession:
         box = self.manager.box
         # setsid: a session of its own (--ctty: with the pty as its controlling terminal)
         setsid = [tool("setsid"), "--ctty", "--"] if req.tty else [tool("setsid"), "--"]
-        loader = ["/bin/sh", "-c", _LOADER, "hpcsnap-shell", *shell]
+        # the task's variables reach the shell as the command's do (see Sandbox.launch): root's
+        # nsenter, env and setpriv see them only under an inert prefix
+        loader = ["/bin/sh", "-c", restorer(env, then='exec "$@"'), "hpcsnap-shell", *shell]
         argv, cwd = box.enter(self.manager.task, [*setsid, *loader])
-        spawn_env = {**SAFE_ENV, "HPCSNAP_SHELL_ENV": exports(env)}
+        spawn_env = {**ROOT_ENV, **carried(env)}
         if req.tty:
             master, slave = os.openpty()
             self._master = master
