@@ -8,7 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.timing import Sample, measure, run
+from bench.timing import Sample, compare, measure, run, settle
 from bench.tree import GiB, TreeSpec, churn, du, make_tree
 from hpcsnap.agent.snapshots import ManifestStore
 from hpcsnap.blobstore import ContentStore, LocalBackend
@@ -42,30 +42,41 @@ def ratio(a: Sample, b: Sample) -> float:
     return a.median / b.median if b.median else float("inf")
 
 
+def cp_then_sync(src: Path, dst: Path) -> None:
+    run(["cp", "-a", str(src), str(dst)])
+    run(["sync"])
+
+
 def p1_first_snapshot(work: Path, spec: TreeSpec, runs: int, cold: bool) -> list[Row]:
+    """Each run of each side writes a new directory, and all are deleted only at the end: a
+    run creating 20,000 files right after another run deleted as many would pay for ext4
+    skipping the recently deleted inodes (see :func:`settle`), which is no part of either."""
     src = work / "p1-src"
     make_tree(src, spec)
-    dst, store_dir = work / "p1-cp", work / "p1-store"
-
-    def clean() -> None:
-        shutil.rmtree(dst, ignore_errors=True)
-        shutil.rmtree(store_dir, ignore_errors=True)
-
-    cp = measure(lambda: run(["cp", "-a", str(src), str(dst)]), runs=runs, cold=cold, before=clean)
-    cp_sync = measure(
-        lambda: (run(["cp", "-a", str(src), str(dst)]), run(["sync"])),
+    out = work / "p1-out"
+    need = 3 * runs * spec.total_bytes * 1.1
+    if shutil.disk_usage(work).free < need:
+        raise SystemExit(
+            f"P1 needs {need / GiB:.0f} GiB free under {work} (3 sides × {runs} runs kept "
+            "until the end): use --work-dir elsewhere, fewer --runs or a smaller --gib"
+        )
+    out.mkdir()
+    settle()
+    samples = compare(
+        {
+            "cp": lambda i: run(["cp", "-a", str(src), str(out / f"cp-{i}")]),
+            "cp_sync": lambda i: cp_then_sync(src, out / f"cps-{i}"),
+            "ours": lambda i: snapshot(
+                src, ContentStore(LocalBackend(out / f"store-{i}"), "u1"), None
+            ),
+        },
         runs=runs,
         cold=cold,
-        before=clean,
     )
-    ours = measure(
-        lambda: snapshot(src, ContentStore(LocalBackend(store_dir), "u1"), None),
-        runs=runs,
-        cold=cold,
-        before=clean,
-    )
-    clean()
+    shutil.rmtree(out)
     shutil.rmtree(src)
+    settle()
+    ours, cp, cp_sync = samples["ours"], samples["cp"], samples["cp_sync"]
     mode = "cold" if cold else "warm"
     size = f"{spec.total_bytes / GiB:.1f} GiB / {spec.files:,} files"
     return [

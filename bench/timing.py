@@ -6,7 +6,7 @@ import os
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -25,6 +25,18 @@ def fmt_s(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
+RECENTLY_DELETED_S = 65.0
+"""How long ext4 keeps freshly deleted inodes out of reuse (60 s once written back): a file
+created sooner costs a scan past every one of them, hundreds of µs each after deleting 10^4."""
+
+
+def settle() -> None:
+    """Let the file system forget what was just deleted, so a run that creates many files is not
+    charged for the previous run's deletions (same for every side)."""
+    os.sync()
+    time.sleep(RECENTLY_DELETED_S)
+
+
 def can_drop_caches() -> bool:
     return os.geteuid() == 0 and os.access("/proc/sys/vm/drop_caches", os.W_OK)
 
@@ -40,6 +52,29 @@ def run(argv: list[str]) -> None:
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def _prepare(cold: bool) -> None:
+    if cold:
+        drop_caches()
+    else:
+        os.sync()
+
+
+def compare(
+    sides: Mapping[str, Callable[[int], object]], *, runs: int, cold: bool = False
+) -> dict[str, Sample]:
+    """Time each side ``runs`` times, interleaved (round 1: A, B, C; round 2: A, B, C...), so
+    that a machine growing slower or faster during the measure weighs on every side alike.
+    Each action gets the round number (e.g. to write to a fresh directory)."""
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for round_ in range(runs):
+        for name, action in sides.items():
+            _prepare(cold)
+            start = time.perf_counter()
+            action(round_)
+            times[name].append(time.perf_counter() - start)
+    return {name: Sample(statistics.median(t), min(t), max(t), len(t)) for name, t in times.items()}
+
+
 def measure(
     action: Callable[[], object],
     *,
@@ -53,10 +88,7 @@ def measure(
     for _ in range(runs):
         if before is not None:
             before()
-        if cold:
-            drop_caches()
-        else:
-            os.sync()
+        _prepare(cold)
         start = time.perf_counter()
         action()
         times.append(time.perf_counter() - start)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import io
 import os
+import random
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from hpcsnap.blobstore import LocalBackend, open_backend
+from hpcsnap.blobstore import LocalBackend, local, open_backend
 
 
 def test_layout_and_permissions(tmp_path: Path) -> None:
@@ -98,3 +103,70 @@ def test_leftovers_of_killed_puts_are_swept_when_old(tmp_path: Path) -> None:
     os.utime(old, (0, 1_000_000))
     LocalBackend(tmp_path / "s")  # opening the store sweeps it (server start, each agent)
     assert sorted(p.name for p in tmp.iterdir()) == ["put-fresh"]
+
+
+_SIZES = [0, 1, 4095, 4096, 4097, (1 << 18) - 1, 1 << 18, (1 << 18) + 4097, (1 << 20) - 1]
+_SIZES += [1 << 20, (1 << 20) + 1, 3 * (1 << 20) + 12345]
+
+
+@pytest.mark.parametrize("where", ["disk", "tmpfs"])
+def test_objects_are_exact_around_every_block_and_direct_write_boundary(
+    tmp_path: Path, where: str
+) -> None:
+    """Whole blocks of large objects go around the page cache (O_DIRECT) and the rest through
+    it; on tmpfs, which may refuse O_DIRECT, everything goes through it. Bytes are the same."""
+    if where == "tmpfs":
+        if not os.path.isdir("/dev/shm"):
+            pytest.skip("no /dev/shm")
+        root = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    else:
+        root = tmp_path / "store"
+    try:
+        backend = LocalBackend(root)
+        for size in _SIZES:
+            data = random.Random(size).randbytes(size)
+            # odd read sizes: the writer must regroup them into aligned blocks
+            backend.put(f"k{size}", _Dribble(data, 300_001))
+            with backend.open(f"k{size}") as f:
+                assert f.read() == data, size
+    finally:
+        shutil.rmtree(root)
+
+
+class _Dribble(io.RawIOBase):
+    """A stream that answers each read with at most ``step`` bytes."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._src = io.BytesIO(data)
+        self._step = step
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._src.read(self._step if size is None or size < 0 else min(size, self._step))
+
+
+def test_a_file_system_refusing_direct_writes_gets_buffered_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some file systems accept the O_DIRECT flag and then refuse the write (EINVAL): the rest
+    of the object is written through the page cache instead, with nothing lost or repeated."""
+    real_write = os.write
+    refused = []
+
+    def write(fd: int, data: bytes | memoryview) -> int:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        if flags & os.O_DIRECT:
+            refused.append(len(memoryview(data)))
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(local.os, "write", write)
+    backend = LocalBackend(tmp_path / "store")
+    data = random.Random(1).randbytes(5 * (1 << 20) + 77)
+    backend.put("big", io.BytesIO(data))
+    assert refused, "the direct write was never attempted"
+    assert len(refused) == 1, "a refused file system is not asked again for the same object"
+    with backend.open("big") as f:
+        assert f.read() == data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import itertools
 import os
 import time
@@ -306,3 +307,59 @@ def test_stored_blobs_survive_reopening_the_store(job: Path, tmp_path: Path) -> 
     result = capture(job, store, path_filter=NO_FILTER)
     reopened = ContentStore(LocalBackend(tmp_path / "s"), "u")
     assert all_blobs(reopened) == {result.manifest["a"].digest: b"durable"}
+
+
+def test_the_next_files_are_read_ahead_within_a_window_and_never_through_a_symlink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one file is read, the kernel is asked to fetch the next ones (cold caches read a
+    tree of small files one seek at a time otherwise): in reading order, never more than the
+    window ahead of the reader, never the target of a symlink swapped in after the scan."""
+    capture_module = importlib.import_module("hpcsnap.snapshot.capture")
+    root = tmp_path / "job"
+    root.mkdir()
+    sizes = {f"f{i:02}": (i % 5 + 1) * 100_000 for i in range(30)}
+    for name, size in sizes.items():
+        (root / name).write_bytes(os.urandom(size))
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"s" * 100_000)
+    advised: list[tuple[int, int, int]] = []
+    real_fadvise = os.posix_fadvise
+    read: list[int] = []
+    window = 600_000
+    swapped = False
+
+    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+        nonlocal swapped
+        assert advice == os.POSIX_FADV_WILLNEED
+        ino = os.fstat(fd).st_ino
+        assert ino != secret.stat().st_ino, "read ahead through a symlink"
+        advised.append((ino, offset, length))
+        ahead = sum(a[2] for a in advised) - sum(read)
+        assert ahead <= window + capture_module._ADVICE_STEP, "advised beyond the window"
+        if not swapped:  # after the scan: the last file becomes a symlink to a secret
+            swapped = True
+            (root / "f29").unlink()
+            (root / "f29").symlink_to(secret)
+        real_fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(capture_module.os, "posix_fadvise", fadvise)
+    monkeypatch.setattr(capture_module, "READ_AHEAD", window)
+    store = ContentStore(LocalBackend(tmp_path / "store"), "u1")
+    with CountingOpener(root) as opener:
+        result = capture(
+            root, store, path_filter=NO_FILTER, opener=lambda rel: _noting(read, opener(rel))
+        )
+
+    inodes = {os.lstat(root / n).st_ino for n in sizes if n != "f29"}
+    order = [ino for ino, _, _ in advised]
+    assert set(order) == inodes, "every file to read, and nothing else, is read ahead"
+    assert order == sorted(order), "in reading (inode) order"
+    assert "f29" not in result.manifest
+    assert len(result.manifest) == 29
+
+
+def _noting(sizes: list[int], src: BinaryIO) -> BinaryIO:
+    from hpcsnap.blobstore.content import tap
+
+    return tap(src, lambda chunk: sizes.append(len(chunk)))

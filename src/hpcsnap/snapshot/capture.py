@@ -38,6 +38,10 @@ from hpcsnap.snapshot.scan import Found, Scanner
 PROGRESS_INTERVAL = 0.2
 """Minimum seconds between two progress reports (the last one is always sent)."""
 
+READ_AHEAD = 16 << 20
+"""Bytes of the next files to read that the kernel is asked to fetch ahead of the reader."""
+_ADVICE_STEP = 4 << 20
+
 
 @dataclass(frozen=True, slots=True)
 class Progress:
@@ -124,6 +128,58 @@ class _Pending(NamedTuple):
     ino: int
 
 
+class _ReadAhead:
+    """Keeps the disk busy with the next files while the current one is hashed and stored.
+
+    The kernel's own readahead works within one file, so on a cold cache a tree of many small
+    files is read one seek and one wait at a time. This asks for the next ``window`` bytes of
+    the files still to read (``POSIX_FADV_WILLNEED``, which only starts the reads), in the
+    order they will be read. Advice only: any failure is ignored, and it opens files the way
+    the capture does (beneath the root, never following a symlink, never a FIFO).
+    """
+
+    def __init__(self, root: Path, files: list[_Pending], window: int) -> None:
+        self._tree = Beneath(root)
+        self._files = files
+        self._window = window
+        self._index = self._offset = self._advised = 0
+        self._fd = -1
+
+    def close(self) -> None:
+        self._drop()
+        self._tree.close()
+
+    def _drop(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def advance(self, consumed: int) -> None:
+        """The reader has read ``consumed`` bytes of the files so far: advise up to the window."""
+        while self._advised - consumed < self._window and self._index < len(self._files):
+            found = self._files[self._index]
+            step = min(found.size - self._offset, _ADVICE_STEP)
+            if step > 0 and self._advise(found.raw, step):
+                self._offset += step
+                self._advised += step
+                if self._offset < found.size:
+                    continue
+            self._advised += found.size - self._offset
+            self._drop()
+            self._index += 1
+            self._offset = 0
+
+    def _advise(self, raw: bytes, length: int) -> bool:
+        try:
+            if self._fd < 0:
+                with self._tree.open(raw) as src:
+                    self._fd = os.dup(src.fileno())
+            os.posix_fadvise(self._fd, self._offset, length, os.POSIX_FADV_WILLNEED)
+        except (OSError, ValueError):
+            return False
+        return True
+
+
 def _entry(
     found: Found | _Pending,
     st: os.stat_result,
@@ -153,14 +209,17 @@ class _Run:
 
     def __init__(
         self,
+        root: Path,
         store: ContentStore,
         tree: Beneath,
         opener: Callable[[bytes], BinaryIO],
         limiter: RateLimiter | None,
         progress: Callable[[Progress], None] | None,
     ) -> None:
+        self.root = root
         self.store = store
         self.tree = tree
+        self.read_ahead: _ReadAhead | None = None
         self.opener = opener
         self.limiter = limiter
         self.progress = progress
@@ -246,7 +305,20 @@ class _Run:
         # Inode order follows the disk layout far better than name order: on a cold cache this
         # turns scattered seeks into mostly sequential reads (the manifest keeps scan order).
         self.to_read.sort(key=lambda f: f.ino)
+        self.read_ahead = _ReadAhead(self.root, self.to_read, READ_AHEAD)
+        try:
+            self.read_each(max_tries)
+        finally:
+            self.read_ahead.close()
+            self.read_ahead = None
+        if self.written:
+            self.store.flush()
+        self.report(force=True)
+
+    def read_each(self, max_tries: int) -> None:
+        assert self.read_ahead is not None
         for found in self.to_read:
+            self.read_ahead.advance(self.transferred)
             self.current_read, self.current_size = 0, found.size
             entry = self.read_file(found, max_tries)
             if entry is None:
@@ -258,9 +330,6 @@ class _Run:
             self.current_read = self.current_size = 0
             self.files_done += 1
             self.report()
-        if self.written:
-            self.store.flush()
-        self.report(force=True)
 
     def read_file(self, found: _Pending, max_tries: int) -> Entry | None:
         for _ in range(max_tries):
@@ -292,6 +361,8 @@ class _Run:
     def on_data(self, chunk: bytes) -> None:
         self.bytes_read += len(chunk)
         self.current_read += len(chunk)
+        if self.read_ahead is not None:
+            self.read_ahead.advance(self.transferred + self.current_read)
         if self.limiter is not None:
             self.limiter.consume(len(chunk))
         self.report()
@@ -353,7 +424,7 @@ def capture(
         raise ValueError(f"max_tries must be at least 1, not {max_tries}")
     limiter = None if max_bytes_per_sec is None else RateLimiter(max_bytes_per_sec)
     with Beneath(root) as tree:
-        run = _Run(store, tree, opener or tree.open, limiter, progress)
+        run = _Run(root, store, tree, opener or tree.open, limiter, progress)
         run.plan(
             root,
             path_filter,
