@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from hpcsnap.agent.protocol import FileEntry
+from hpcsnap.blobstore import ContentStore, LocalBackend
+from hpcsnap.server import blobrefs
 from hpcsnap.server import bucketindex as bx
 from hpcsnap.server.db import Bucket, Object, User
 from hpcsnap.server.db.session import Database
@@ -91,3 +93,31 @@ def test_publish_refuses_unsafe_keys_before_writing(db: Database) -> None:
         with pytest.raises(Exception, match="key"):
             bx.publish(session, bucket, "snap/", [entry("ok", "1" * 32), entry("../x", "2" * 32)])
         assert session.scalars(select(Object)).all() == []
+
+
+def test_a_commit_may_prove_its_parents_digests_in_one_query_with_the_same_answer(
+    db: Database, tmp_path: Path
+) -> None:
+    """check_stored(likely_in=parent) must accept and refuse exactly what it does without."""
+    store = ContentStore(LocalBackend(tmp_path / "blobs"), "u1")  # holds none of them
+    a, b, c = "a" * 32, "b" * 32, "c" * 32
+    with db.session() as session:
+        user = User(name="u", email="u@example.org")
+        session.add(user)
+        session.flush()
+        bucket = Bucket(owner_id=user.id, name="bucket")
+        session.add(bucket)
+        session.flush()
+        bx.publish(session, bucket, "snap/1/", [entry("x", a), entry("y", b)], snapshot_id="s1")
+        session.commit()
+        for likely_in in (None, "s1", "elsewhere"):
+            blobrefs.check_stored(session, store, user.id, {a, b}, likely_in=likely_in)
+            with pytest.raises(blobrefs.MissingContent) as caught:
+                blobrefs.check_stored(session, store, user.id, {a, b, c}, likely_in=likely_in)
+            assert caught.value.digests == [c]
+            session.rollback()
+        session.execute(delete(Object).where(Object.key == "snap/1/y"))  # b's only key
+        for likely_in in (None, "s1"):
+            with pytest.raises(blobrefs.MissingContent) as caught:
+                blobrefs.check_stored(session, store, user.id, {a, b}, likely_in=likely_in)
+            assert caught.value.digests == [b]

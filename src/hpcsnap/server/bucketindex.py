@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, null, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -190,7 +190,8 @@ def publish(
                 name: upsert.excluded[name]
                 for name in ("owner_id", "digest", "size", "mtime_ns", "md5", "snapshot_id")
             }
-            | {"etag": None, "meta": None},
+            # literals, not parameters: a JSON parameter is encoded again for every row
+            | {"etag": null(), "meta": null()},
         )
     else:
         if replace:

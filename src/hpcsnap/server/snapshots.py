@@ -147,7 +147,7 @@ def commit_snapshot(
     fail_abandoned(session, snap)
     digests = {f.digest for f in body.files}
     digests.add(body.manifest_digest)
-    blobrefs.check_stored(session, store, task.owner_id, digests)
+    blobrefs.check_stored(session, store, task.owner_id, digests, likely_in=body.parent_id)
     assert snap.bucket is not None and snap.directory is not None
     bucket = bx.ensure_bucket(session, task.owner_id, snap.bucket)
     bx.publish(session, bucket, snap.directory, body.files, snapshot_id=snap.id, replace=True)
