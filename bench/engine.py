@@ -8,7 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.timing import Sample, compare, measure, run, settle
+from bench.timing import RECENTLY_DELETED_S, Sample, compare, measure, run, settle
 from bench.tree import GiB, TreeSpec, churn, du, make_tree
 from hpcsnap.agent.snapshots import ManifestStore
 from hpcsnap.blobstore import ContentStore, LocalBackend
@@ -47,7 +47,9 @@ def cp_then_sync(src: Path, dst: Path) -> None:
     run(["sync"])
 
 
-def p1_first_snapshot(work: Path, spec: TreeSpec, runs: int, cold: bool) -> list[Row]:
+def p1_first_snapshot(
+    work: Path, spec: TreeSpec, runs: int, cold: bool, settle_s: float = RECENTLY_DELETED_S
+) -> list[Row]:
     """Each run of each side writes a new directory, and all are deleted only at the end: a
     run creating 20,000 files right after another run deleted as many would pay for ext4
     skipping the recently deleted inodes (see :func:`settle`), which is no part of either."""
@@ -61,7 +63,7 @@ def p1_first_snapshot(work: Path, spec: TreeSpec, runs: int, cold: bool) -> list
             "until the end): use --work-dir elsewhere, fewer --runs or a smaller --gib"
         )
     out.mkdir()
-    settle()
+    settle(settle_s)
     samples = compare(
         {
             "cp": lambda i: run(["cp", "-a", str(src), str(out / f"cp-{i}")]),
@@ -75,7 +77,7 @@ def p1_first_snapshot(work: Path, spec: TreeSpec, runs: int, cold: bool) -> list
     )
     shutil.rmtree(out)
     shutil.rmtree(src)
-    settle()
+    settle(settle_s)
     ours, cp, cp_sync = samples["ours"], samples["cp"], samples["cp_sync"]
     mode = "cold" if cold else "warm"
     size = f"{spec.total_bytes / GiB:.1f} GiB / {spec.files:,} files"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench import e2e, engine
 from bench.engine import Row
-from bench.timing import can_drop_caches
+from bench.timing import RECENTLY_DELETED_S, can_drop_caches
 from bench.tree import GiB, MiB, TreeSpec
 
 
@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         if "P1" in only:
             for cold in modes:
-                rows += engine.p1_first_snapshot(work, big, args.runs, cold)
+                rows += engine.p1_first_snapshot(
+                    work, big, args.runs, cold, settle_s=0 if args.quick else RECENTLY_DELETED_S
+                )
         if "P2" in only:
             for cold in modes:
                 rows += engine.p2_unchanged(work, big, args.runs, cold)
@@ -108,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 if "P8" in only:
                     rows.append(e2e.p8_agent_memory(api, args.p8_files))
                 if "P4" in only:
-                    rows.append(
-                        e2e.p4_job_slowdown(server, api, args.runs, args.p4_mib, args.p4_work)
-                    )
+                    rows += e2e.p4_job_slowdown(server, api, args.runs, args.p4_mib, args.p4_work)
             finally:
                 server.cleanup()
     report = (

@@ -30,11 +30,11 @@ RECENTLY_DELETED_S = 65.0
 created sooner costs a scan past every one of them, hundreds of µs each after deleting 10^4."""
 
 
-def settle() -> None:
+def settle(seconds: float = RECENTLY_DELETED_S) -> None:
     """Let the file system forget what was just deleted, so a run that creates many files is not
     charged for the previous run's deletions (same for every side)."""
     os.sync()
-    time.sleep(RECENTLY_DELETED_S)
+    time.sleep(seconds)
 
 
 def can_drop_caches() -> bool:
