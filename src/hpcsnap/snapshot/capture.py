@@ -99,14 +99,11 @@ def format_size(n: int) -> str:
     return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
 
 
-def _unchanged(old: Entry, kind: Kind, st: os.stat_result) -> bool:
-    return (
-        old.kind == kind
-        and old.size == st.st_size
-        and old.mtime_ns == st.st_mtime_ns
-        and old.ctime_ns == st.st_ctime_ns
-        and old.ino == st.st_ino
-    )
+def _lookup(entries: Mapping[str, Entry]) -> Callable[[str], Entry | None]:
+    """``entries.get``, straight to the dict's own method for a :class:`Manifest`."""
+    if isinstance(entries, Manifest):
+        return entries.lookup
+    return entries.get
 
 
 def _held_still(before: os.stat_result, after: os.stat_result) -> bool:
@@ -250,32 +247,50 @@ class _Run:
             accept=path_filter.accepts if path_filter.whitelist or path_filter.blacklist else None,
             on_error=lambda path, exc: self.warn(path, f"not captured: {exc.strerror or exc}"),
         )
+        # The hot loop of every snapshot (10^5 files is common): plain locals, no calls for
+        # a file unchanged since the parent.
+        slots, to_read = self.slots, self.to_read
+        staged_of = _lookup(baseline) if baseline else None
+        old_of = _lookup(parent)
+        reused = planned = to_upload = 0
         for found in scanner:
-            st = found.stat
-            kind: Kind = "symlink" if stat.S_ISLNK(st.st_mode) else "file"
-            staged = baseline.get(found.path)
+            path, st = found.path, found.stat
+            is_link = stat.S_ISLNK(st.st_mode)
+            kind: Kind = "symlink" if is_link else "file"
+            if staged_of is not None:
+                staged = staged_of(path)
+                if (
+                    staged is not None
+                    and staged.kind == kind
+                    and staged.size == st.st_size
+                    and staged.mtime_ns == st.st_mtime_ns
+                ):
+                    continue
+            if path in slots:
+                self.warn(path, "not captured: its escaped name is also another file's name")
+                continue
+            if not is_link:
+                planned += st.st_size
+            old = old_of(path)
             if (
-                staged is not None
-                and staged.kind == kind
-                and staged.size == st.st_size
-                and staged.mtime_ns == st.st_mtime_ns
+                old is not None
+                and old.size == st.st_size
+                and old.mtime_ns == st.st_mtime_ns
+                and old.ctime_ns == st.st_ctime_ns
+                and old.ino == st.st_ino
+                and old.kind == kind
             ):
-                continue
-            if found.path in self.slots:
-                self.warn(found.path, "not captured: its escaped name is also another file's name")
-                continue
-            old = parent.get(found.path)
-            if old is not None and _unchanged(old, kind, st):
-                self.slots[found.path] = old
-                self.files_reused += 1
-            elif kind == "symlink":
+                slots[path] = old
+                reused += 1
+            elif is_link:
                 self.read_link(found)
             else:
-                self.slots[found.path] = None
-                self.to_read.append(_Pending(found.path, found.raw, st.st_size, st.st_ino))
-                self.size_to_upload += st.st_size
-            if kind == "file":
-                self.planned_bytes += st.st_size
+                slots[path] = None
+                to_read.append(_Pending(path, found.raw, st.st_size, st.st_ino))
+                to_upload += st.st_size
+        self.files_reused += reused
+        self.planned_bytes += planned
+        self.size_to_upload += to_upload
         self.skipped_special = scanner.skipped_special
 
     def read_link(self, found: Found) -> None:

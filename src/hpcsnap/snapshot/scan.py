@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -25,7 +26,12 @@ from hpcsnap.snapshot.manifest import decode_name
 
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 
-_Level = tuple[bytes, int, Iterator[os.DirEntry[str]]]
+_Level = tuple[bytes, str, int, Iterator[os.DirEntry[str]]]
+"""A directory being listed: its relative path as bytes and as text (each ending with ``/``
+but the root's, empty), its descriptor, its remaining entries."""
+
+
+_name = operator.attrgetter("name")
 
 
 class Found(NamedTuple):
@@ -61,52 +67,54 @@ class Scanner:
         root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             with os.scandir(root_fd) as it:
-                stack.append((b"", root_fd, iter(sorted(it, key=lambda e: e.name))))
+                stack.append((b"", "", root_fd, iter(sorted(it, key=_name))))
         except BaseException:
             os.close(root_fd)
             raise
+        accept = self.accept
         try:
             while stack:
-                prefix, fd, entries = stack[-1]
-                entry = next(entries, None)
-                if entry is None:
+                raw_prefix, prefix, fd, entries = stack[-1]
+                for entry in entries:
+                    # the hot loop of every snapshot: names are nearly always ASCII, whose text
+                    # and bytes forms need no decoding
+                    name = entry.name
+                    if name.isascii():
+                        raw, path = raw_prefix + name.encode(), prefix + name
+                    else:
+                        raw = raw_prefix + os.fsencode(name)
+                        path = decode_name(raw)[0]
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            self._descend(stack, fd, name, raw, path)
+                            if stack[-1][2] != fd:
+                                break  # continue in the new directory, then come back
+                            continue
+                        if not (entry.is_file(follow_symlinks=False) or entry.is_symlink()):
+                            self.skipped_special += 1
+                            continue
+                        if accept is not None and not accept(path):
+                            continue
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    except OSError as exc:
+                        self._error(raw, exc)
+                        continue
+                    if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                        yield Found(path, raw, st)
+                    elif not stat.S_ISDIR(st.st_mode):
+                        self.skipped_special += 1
+                else:
                     stack.pop()
                     os.close(fd)
-                    continue
-                raw = prefix + os.fsencode(entry.name)
-                found = self._visit(stack, fd, entry, raw)
-                if found is not None:
-                    yield found
         finally:
-            for _, fd, _ in stack:
+            for _, _, fd, _ in stack:
                 os.close(fd)
 
-    def _visit(
-        self, stack: list[_Level], fd: int, entry: os.DirEntry[str], raw: bytes
-    ) -> Found | None:
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                self._descend(stack, fd, entry.name, raw)
-                return None
-            if not (entry.is_file(follow_symlinks=False) or entry.is_symlink()):
-                self.skipped_special += 1
-                return None
-            path = decode_name(raw)[0]
-            if self.accept is not None and not self.accept(path):
-                return None
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            self._error(raw, exc)
-            return None
-        if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
-            return Found(path, raw, st)
-        if not stat.S_ISDIR(st.st_mode):
-            self.skipped_special += 1
-        return None
-
-    def _descend(self, stack: list[_Level], parent_fd: int, name: str, raw: bytes) -> None:
+    def _descend(
+        self, stack: list[_Level], parent_fd: int, name: str, raw: bytes, path: str
+    ) -> None:
         try:
             fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
         except OSError as exc:
@@ -115,9 +123,9 @@ class Scanner:
             return
         try:
             with os.scandir(fd) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(it, key=_name)
         except OSError as exc:
             os.close(fd)
             self._error(raw, exc)
             return
-        stack.append((raw + b"/", fd, iter(entries)))
+        stack.append((raw + b"/", path + "/", fd, iter(entries)))
