@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from hpcsnap.agent.protocol import FileEntry
 from hpcsnap.blobstore import ContentStore, LocalBackend
@@ -36,14 +37,19 @@ def entry(path: str, digest: str, size: int = 1) -> FileEntry:
     return FileEntry(path=path, digest=digest, size=size, mtime_ns=7)
 
 
+def user_and_bucket(session: Session) -> tuple[User, Bucket]:
+    user = User(name="u", email="u@example.org")
+    session.add(user)
+    session.flush()
+    bucket = Bucket(owner_id=user.id, name="bucket")
+    session.add(bucket)
+    session.flush()
+    return user, bucket
+
+
 def test_publish_inserts_then_overwrites_in_place(db: Database) -> None:
     with db.session() as session:
-        user = User(name="u", email="u@example.org")
-        session.add(user)
-        session.flush()
-        bucket = Bucket(owner_id=user.id, name="bucket")
-        session.add(bucket)
-        session.flush()
+        user, bucket = user_and_bucket(session)
         other = Bucket(owner_id=user.id, name="other")
         session.add(other)
         session.flush()
@@ -102,12 +108,7 @@ def test_a_commit_may_prove_its_parents_digests_in_one_query_with_the_same_answe
     store = ContentStore(LocalBackend(tmp_path / "blobs"), "u1")  # holds none of them
     a, b, c = "a" * 32, "b" * 32, "c" * 32
     with db.session() as session:
-        user = User(name="u", email="u@example.org")
-        session.add(user)
-        session.flush()
-        bucket = Bucket(owner_id=user.id, name="bucket")
-        session.add(bucket)
-        session.flush()
+        user, bucket = user_and_bucket(session)
         bx.publish(session, bucket, "snap/1/", [entry("x", a), entry("y", b)], snapshot_id="s1")
         session.commit()
         for likely_in in (None, "s1", "elsewhere"):
