@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, cast
 
 from hpcsnap.blobstore.base import ContentChanged
 from hpcsnap.blobstore.content import ContentStore, tap
@@ -226,7 +226,7 @@ class _Run:
         self.unstable: list[str] = []
         self.files_reused = self.files_read = self.skipped_special = 0
         self.size_to_upload = self.planned_bytes = 0
-        self.bytes_read = self.bytes_stored = 0
+        self.bytes_read = self.bytes_stored = self.bytes_total = 0
         self.written = False
         self.files_done = self.files_total = 0
         self.transferred = self.current_read = self.current_size = 0
@@ -252,7 +252,7 @@ class _Run:
         slots, to_read = self.slots, self.to_read
         staged_of = _lookup(baseline) if baseline else None
         old_of = _lookup(parent)
-        reused = planned = to_upload = 0
+        reused = planned = to_upload = kept = 0
         for found in scanner:
             path, st = found.path, found.stat
             is_link = stat.S_ISLNK(st.st_mode)
@@ -282,6 +282,7 @@ class _Run:
             ):
                 slots[path] = old
                 reused += 1
+                kept += st.st_size if not is_link else 0
             elif is_link:
                 self.read_link(found)
             else:
@@ -289,6 +290,7 @@ class _Run:
                 to_read.append(_Pending(path, found.raw, st.st_size, st.st_ino))
                 to_upload += st.st_size
         self.files_reused += reused
+        self.bytes_total += kept
         self.planned_bytes += planned
         self.size_to_upload += to_upload
         self.skipped_special = scanner.skipped_special
@@ -341,6 +343,7 @@ class _Run:
             else:
                 self.slots[found.path] = entry
                 self.files_read += 1
+                self.bytes_total += entry.size
             self.transferred += found.size
             self.current_read = self.current_size = 0
             self.files_done += 1
@@ -393,7 +396,8 @@ class _Run:
         self.progress(Progress(self.size_to_upload, transferred, self.files_done, self.files_total))
 
     def result(self) -> CaptureResult:
-        manifest = Manifest(e for e in self.slots.values() if e is not None)
+        # every slot holds an entry by now: each file to read got one or was dropped
+        manifest = Manifest.adopt(cast(dict[str, Entry], self.slots))
         return CaptureResult(
             manifest=manifest,
             warnings=tuple(self.warnings),
@@ -402,7 +406,7 @@ class _Run:
             files_reused=self.files_reused,
             files_read=self.files_read,
             size_to_upload=self.size_to_upload,
-            bytes_total=manifest.total_size,
+            bytes_total=self.bytes_total,
             bytes_read=self.bytes_read,
             bytes_stored=self.bytes_stored,
             skipped_special=self.skipped_special,

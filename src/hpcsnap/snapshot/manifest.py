@@ -121,6 +121,14 @@ class Manifest(Mapping[str, Entry]):
     def __init__(self, entries: Iterable[Entry] = ()) -> None:
         self._entries = {entry.path: entry for entry in entries}
 
+    @classmethod
+    def adopt(cls, entries: dict[str, Entry]) -> Manifest:
+        """The manifest of ``entries`` (path -> entry, in order), taking the dict as it is:
+        the caller must not change it afterwards."""
+        manifest = cls()
+        manifest._entries = entries
+        return manifest
+
     def __getitem__(self, path: str) -> Entry:
         return self._entries[path]
 

@@ -26,20 +26,27 @@ from hpcsnap.snapshot.manifest import decode_name
 
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 
-_Level = tuple[bytes, str, int, Iterator[os.DirEntry[str]]]
-"""A directory being listed: its relative path as bytes and as text (each ending with ``/``
-but the root's, empty), its descriptor, its remaining entries."""
+_Level = tuple[bytes | None, str, int, Iterator[os.DirEntry[str]]]
+"""A directory being listed: its relative path as exact bytes (None while it is plain ASCII)
+and as text (each ending with ``/`` but the root's, empty), its descriptor, its remaining
+entries."""
 
 
 _name = operator.attrgetter("name")
 
 
 class Found(NamedTuple):
-    """A regular file or symlink: text path, exact bytes path (both relative), ``lstat``."""
+    """A regular file or symlink: its text path (relative), ``lstat``, and its exact bytes
+    when they are not simply the text's ASCII (``raw`` gives the bytes in every case)."""
 
     path: str
-    raw: bytes
     stat: os.stat_result
+    exact: bytes | None = None
+
+    @property
+    def raw(self) -> bytes:
+        """The exact relative path as bytes."""
+        return self.path.encode() if self.exact is None else self.exact
 
 
 class Scanner:
@@ -67,7 +74,7 @@ class Scanner:
         root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             with os.scandir(root_fd) as it:
-                stack.append((b"", "", root_fd, iter(sorted(it, key=_name))))
+                stack.append((None, "", root_fd, iter(sorted(it, key=_name))))
         except BaseException:
             os.close(root_fd)
             raise
@@ -76,17 +83,19 @@ class Scanner:
             while stack:
                 raw_prefix, prefix, fd, entries = stack[-1]
                 for entry in entries:
-                    # the hot loop of every snapshot: names are nearly always ASCII, whose text
-                    # and bytes forms need no decoding
+                    # the hot loop of every snapshot: paths are nearly always ASCII, whose bytes
+                    # are only built when needed (exact is None)
                     name = entry.name
-                    if name.isascii():
-                        raw, path = raw_prefix + name.encode(), prefix + name
+                    if raw_prefix is None and name.isascii():
+                        exact, path = None, prefix + name
                     else:
-                        raw = raw_prefix + os.fsencode(name)
-                        path = decode_name(raw)[0]
+                        exact = (prefix.encode() if raw_prefix is None else raw_prefix) + (
+                            os.fsencode(name)
+                        )
+                        path = decode_name(exact)[0]
                     try:
                         if entry.is_dir(follow_symlinks=False):
-                            self._descend(stack, fd, name, raw, path)
+                            self._descend(stack, fd, name, exact, path)
                             if stack[-1][2] != fd:
                                 break  # continue in the new directory, then come back
                             continue
@@ -99,10 +108,10 @@ class Scanner:
                     except FileNotFoundError:
                         continue
                     except OSError as exc:
-                        self._error(raw, exc)
+                        self._error(path.encode() if exact is None else exact, exc)
                         continue
                     if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
-                        yield Found(path, raw, st)
+                        yield Found(path, st, exact)
                     elif not stat.S_ISDIR(st.st_mode):
                         self.skipped_special += 1
                 else:
@@ -113,8 +122,9 @@ class Scanner:
                 os.close(fd)
 
     def _descend(
-        self, stack: list[_Level], parent_fd: int, name: str, raw: bytes, path: str
+        self, stack: list[_Level], parent_fd: int, name: str, exact: bytes | None, path: str
     ) -> None:
+        raw = path.encode() if exact is None else exact
         try:
             fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
         except OSError as exc:
@@ -128,4 +138,4 @@ class Scanner:
             os.close(fd)
             self._error(raw, exc)
             return
-        stack.append((raw + b"/", path + "/", fd, iter(entries)))
+        stack.append((None if exact is None else exact + b"/", path + "/", fd, iter(entries)))
