@@ -127,13 +127,7 @@ def copy_floor(tree_mib: int, runs: int, job_cpu: float) -> Row:
     on a machine whose cores the job keeps busy."""
     with tempfile.TemporaryDirectory(prefix="p4-floor-") as tmp:
         src, costs = Path(tmp) / "tree", []
-        src.mkdir()
-        cwd = os.getcwd()
-        try:
-            os.chdir(src)
-            cpujob.write_tree(".", tree_mib << 20, 10_000, random.Random(3))
-        finally:
-            os.chdir(cwd)
+        cpujob.write_tree(str(src), tree_mib << 20, 10_000, random.Random(3))
         os.sync()
         for i in range(runs):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,21 +113,22 @@ def p2_unchanged(work: Path, spec: TreeSpec, runs: int, cold: bool) -> list[Row]
     parent = snapshot(src, store, None, manifests).manifest
     rows: list[Row] = []
     mode = "cold" if cold else "warm"
-    ours = measure(lambda: snapshot(src, store, parent, manifests), runs=runs, cold=cold)
-    find = measure(
-        lambda: subprocess.run(
+    sides: dict[str, Callable[[int], object]] = {
+        "ours": lambda i: snapshot(src, store, parent, manifests),
+        "find": lambda i: subprocess.run(
             ["find", str(src), "-printf", "%s %T@\n"], check=True, stdout=subprocess.DEVNULL
         ),
-        runs=runs,
-        cold=cold,
-    )
+    }
     if shutil.which("rsync"):
-        rsync = measure(
-            lambda: run(["rsync", "-a", f"--link-dest={prev}", f"{src}/", f"{new}/"]),
-            runs=runs,
-            cold=cold,
-            before=lambda: shutil.rmtree(new, ignore_errors=True),
+        # each run a new complete directory of hard links, as rsnapshot makes
+        new.mkdir()
+        sides["rsync"] = lambda i: run(
+            ["rsync", "-a", f"--link-dest={prev}", f"{src}/", f"{new}/{i}/"]
         )
+    samples = compare(sides, runs=runs, cold=cold)
+    ours, find = samples["ours"], samples["find"]
+    if "rsync" in samples:
+        rsync = samples["rsync"]
         rows.append(
             Row(
                 "P2",

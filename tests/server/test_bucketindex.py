@@ -37,8 +37,8 @@ def entry(path: str, digest: str, size: int = 1) -> FileEntry:
     return FileEntry(path=path, digest=digest, size=size, mtime_ns=7)
 
 
-def user_and_bucket(session: Session) -> tuple[User, Bucket]:
-    user = User(name="u", email="u@example.org")
+def user_and_bucket(session: Session, name: str = "u") -> tuple[User, Bucket]:
+    user = User(name=name, email=f"{name}@example.org")
     session.add(user)
     session.flush()
     bucket = Bucket(owner_id=user.id, name="bucket")
@@ -90,12 +90,7 @@ def test_publish_inserts_then_overwrites_in_place(db: Database) -> None:
 
 def test_publish_refuses_unsafe_keys_before_writing(db: Database) -> None:
     with db.session() as session:
-        user = User(name="v", email="v@example.org")
-        session.add(user)
-        session.flush()
-        bucket = Bucket(owner_id=user.id, name="bucket")
-        session.add(bucket)
-        session.flush()
+        _, bucket = user_and_bucket(session, "v")
         with pytest.raises(Exception, match="key"):
             bx.publish(session, bucket, "snap/", [entry("ok", "1" * 32), entry("../x", "2" * 32)])
         assert session.scalars(select(Object)).all() == []
@@ -110,8 +105,11 @@ def test_a_commit_may_prove_its_parents_digests_in_one_query_with_the_same_answe
     with db.session() as session:
         user, bucket = user_and_bucket(session)
         bx.publish(session, bucket, "snap/1/", [entry("x", a), entry("y", b)], snapshot_id="s1")
+        # another user's snapshot referencing c proves nothing for this user
+        _, others = user_and_bucket(session, "v")
+        bx.publish(session, others, "snap/2/", [entry("z", c)], snapshot_id="s2")
         session.commit()
-        for likely_in in (None, "s1", "elsewhere"):
+        for likely_in in (None, "s1", "s2", "elsewhere"):
             blobrefs.check_stored(session, store, user.id, {a, b}, likely_in=likely_in)
             with pytest.raises(blobrefs.MissingContent) as caught:
                 blobrefs.check_stored(session, store, user.id, {a, b, c}, likely_in=likely_in)

@@ -79,8 +79,9 @@ class AgentClient:
         """``body``: a model or dict sent as JSON, or JSON already encoded: bytes, or a list of
         pieces sent one after the other (never joined into one copy)."""
         payload = dump(body) if isinstance(body, BaseModel) else body
-        pieces = [payload] if isinstance(payload, bytes) else payload
-        raw = pieces if isinstance(pieces, list) else None
+        raw = [payload] if isinstance(payload, bytes) else payload
+        if not isinstance(raw, list):
+            raw = None
         deadline = None if patience is None else time.monotonic() + patience
         delay = 0.2
         while True:

@@ -269,8 +269,8 @@ class _Run:
             if path in slots:
                 self.warn(path, "not captured: its escaped name is also another file's name")
                 continue
-            if not is_link:
-                planned += st.st_size
+            size = 0 if is_link else st.st_size
+            planned += size
             old = old_of(path)
             if (
                 old is not None
@@ -282,7 +282,7 @@ class _Run:
             ):
                 slots[path] = old
                 reused += 1
-                kept += st.st_size if not is_link else 0
+                kept += size
             elif is_link:
                 self.read_link(found)
             else:
