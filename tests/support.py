@@ -132,6 +132,15 @@ def agent_pids(task_uuid: str) -> list[int]:
     return pids
 
 
+def agent_token(uuid: str) -> str:
+    """The credential of a task's agent, from its environment (root reads it in /proc)."""
+    for pid in agent_pids(uuid):
+        for var in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            if var.startswith(b"HPCSNAP_AGENT_TOKEN="):
+                return var.split(b"=", 1)[1].decode()
+    raise AssertionError(f"no agent of task {uuid}")
+
+
 class ServerProcess:
     """``hpcsnap serve`` in a subprocess with its own data dir and port."""
 
@@ -202,8 +211,9 @@ class ServerProcess:
         self.stop(signal.SIGKILL)
 
     def user(self, name: str) -> Api:
-        token = hpcsnap("user", "create", name, "--data-dir", str(self.data_dir)).stdout.strip()
-        return Api(self.url, token)
+        """A new user, created in the server's own database (PostgreSQL included)."""
+        args = ("user", "create", name, "--data-dir", str(self.data_dir))
+        return Api(self.url, hpcsnap(*args, env=self.env).stdout.strip())
 
     def anonymous(self) -> Api:
         return Api(self.url, None)

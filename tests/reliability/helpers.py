@@ -21,7 +21,7 @@ import xxhash
 from hpcsnap.blobstore import Backend
 from hpcsnap.snapshot.manifest import Manifest
 from tests import services
-from tests.support import Api, ServerProcess, hpcsnap, wait_for
+from tests.support import Api, ServerProcess, wait_for
 
 #: Snapshot states that are still open (no verdict yet).
 OPEN = {"Triggered", "InProgress"}
@@ -33,8 +33,7 @@ OUTAGE = float(os.environ.get("HPCSNAP_TEST_OUTAGE", "6"))
 
 def user(srv: ServerProcess, name: str) -> Api:
     """A new user of ``srv``, created in the server's own database (PostgreSQL included)."""
-    args = ("user", "create", name, "--data-dir", str(srv.data_dir))
-    return Api(srv.url, hpcsnap(*args, env=srv.env).stdout.strip())
+    return srv.user(name)
 
 
 def snapshots(api: Api, uuid: str) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ import pytest
 from hpcsnap.blobstore import LocalBackend
 from tests.reliability.helpers import Verifier, settled, user
 from tests.services import MEASUREMENTS
-from tests.support import Api, ServerProcess, agent_pids, wait_for
+from tests.support import Api, ServerProcess, agent_pids, agent_token, wait_for
 
 TASKS = 10
 STEPS = 60
@@ -164,15 +164,6 @@ def test_agent_kill9_mid_snapshot_bounded_failure(fresh_server: ServerProcess) -
     first_dir = api.ok("GET", f"/tasks/{uuid}/snapshot/{first}")["directory"]
     assert api.download("agentcrash", first_dir + "a.txt") == b"first\n"
     assert not api.keys("agentcrash", snap["directory"])
-
-
-def agent_token(uuid: str) -> str:
-    """The credential of a task's agent, from its environment (root reads it in /proc)."""
-    for pid in agent_pids(uuid):
-        for var in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-            if var.startswith(b"HPCSNAP_AGENT_TOKEN="):
-                return var.split(b"=", 1)[1].decode()
-    raise AssertionError(f"no agent of task {uuid}")
 
 
 def test_answers_lost_in_a_restart_leave_nothing_open(fresh_server: ServerProcess) -> None:

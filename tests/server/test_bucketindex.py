@@ -120,3 +120,54 @@ def test_a_commit_may_prove_its_parents_digests_in_one_query_with_the_same_answe
             with pytest.raises(blobrefs.MissingContent) as caught:
                 blobrefs.check_stored(session, store, user.id, {a, b}, likely_in=likely_in)
             assert caught.value.digests == [b]
+
+
+def listing(session: Session, bucket: Bucket, prefix: str) -> dict[str, tuple[str, int, str]]:
+    return {
+        o.key[len(prefix) :]: (o.digest, o.size, o.snapshot_id or "")
+        for o in bx.list_objects(session, bucket, prefix)
+    }
+
+
+def test_a_snapshots_keys_are_copied_in_sql_exactly_as_published(db: Database) -> None:
+    """A delta commit's unchanged part: the keys snapshot s1 published, under another
+    directory (here longer, and in another bucket), tagged with the new snapshot; keys of s1
+    deleted or overwritten since are not copied, nor are other keys of its directory."""
+    with db.session() as session:
+        user, bucket = user_and_bucket(session)
+        published = [entry(f"d{i % 3}/f{i}", f"{i:032x}", size=i) for i in range(20)]
+        bx.publish(session, bucket, "snapshots/T1/", published, snapshot_id="s1")
+        bx.publish(session, bucket, "snapshots/T0/", [entry("f0", "9" * 32)], snapshot_id="s0")
+        bx.publish(session, bucket, "snapshots/T1/", [entry("d1/f1", "8" * 32)])  # overwritten
+        bx.put_object(session, bucket, "snapshots/T1/extra", digest="7" * 32, size=1, mtime_ns=1)
+        session.execute(delete(Object).where(Object.key == "snapshots/T1/d2/f2"))
+        other = Bucket(owner_id=user.id, name="other")
+        session.add(other)
+        session.flush()
+        copied = bx.copy_snapshot_keys(
+            session, bucket, "snapshots/T1/", "s1", other, "snapshots/T2_longer/", "s2"
+        )
+        assert copied == 18
+        want = {f.path: (f.digest, f.size, "s2") for f in published}
+        del want["d1/f1"], want["d2/f2"]
+        assert listing(session, other, "snapshots/T2_longer/") == want
+        assert len(listing(session, bucket, "snapshots/T1/")) == 20  # the source is untouched
+
+        gone = bx.delete_snapshot_keys(
+            session, other, "snapshots/T2_longer/", ["d0/f0", "d0/f3", "nope", "d1/f1"], "s2"
+        )
+        assert gone == 2  # "nope" and d1/f1 (not copied) were not there
+        assert set(listing(session, other, "snapshots/T2_longer/")) == set(want) - {
+            "d0/f0",
+            "d0/f3",
+        }
+
+
+def test_copied_keys_are_checked_when_the_new_directory_is_longer(db: Database) -> None:
+    with db.session() as session:
+        _, bucket = user_and_bucket(session)
+        long_path = "a/" * 507 + "ab"  # 1016 bytes: 1020 with s/1/, 1026 with s/2_label/
+        bx.publish(session, bucket, "s/1/", [entry(long_path, "0" * 32)], snapshot_id="s1")
+        with pytest.raises(bx.BadRequest, match="longer than 1024 bytes"):
+            bx.copy_snapshot_keys(session, bucket, "s/1/", "s1", bucket, "s/2_label/", "s2")
+        assert bx.copy_snapshot_keys(session, bucket, "s/1/", "s1", bucket, "s/2/", "s2") == 1

@@ -31,6 +31,12 @@ class ServerRefused(Exception):
         found = self.details.get("missingDigests") if self.status == 409 else None
         return [str(d) for d in found] if isinstance(found, list) else []
 
+    @property
+    def base_changed(self) -> bool:
+        """A delta commit was refused because its parent no longer holds the keys it
+        published: send every key instead."""
+        return self.status == 409 and self.details.get("baseChanged") is True
+
 
 class CredentialRevoked(ServerRefused):
     """401: the task's credential was revoked (the server ended the task)."""

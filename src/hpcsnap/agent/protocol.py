@@ -168,11 +168,21 @@ class SnapshotProgress(_Model):
 
 
 class SnapshotCommit(_Model):
-    """A finished capture: the server publishes all its keys in one transaction."""
+    """A finished capture: the server publishes all its keys in one transaction.
+
+    With ``base_files`` set, the commit is a *delta* over ``parent_id`` (the agent's previous
+    successful snapshot): ``files`` holds only the keys that are new or changed since, and
+    ``removed`` the parent's keys that are gone. The server copies the parent's keys (it checks
+    that there are exactly ``base_files`` of them, else answers 409 ``baseChanged`` and the
+    agent sends every key), drops ``removed`` and publishes ``files`` over the rest, so a
+    commit costs what changed, not the size of the tree.
+    """
 
     files: list[FileEntry]
     manifest_digest: str
     parent_id: str | None = None
+    base_files: int | None = Field(default=None, ge=0)
+    removed: list[str] = []
     warnings: list[str] = []
     size_to_upload: int = 0
     files_total: int = 0

@@ -303,7 +303,7 @@ class TaskRunner:
             body = ResultsCommit(files=[], warnings=list(result.warnings))
             try:
                 self.client.call(
-                    "POST", "/results", with_files(body, result.manifest), patience=None
+                    "POST", "/results", with_files(body, result.manifest.values()), patience=None
                 )
             except ServerRefused as exc:
                 if attempt == 2 or not exc.missing_digests:

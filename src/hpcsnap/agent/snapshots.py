@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -66,8 +66,8 @@ class Job:
     error: str | None = None
 
 
-def with_files(body: BaseModel, manifest: Manifest) -> list[bytes]:
-    """The JSON of ``body`` (a commit message) with the manifest's regular files as its
+def with_files(body: BaseModel, entries: Iterable[Entry]) -> list[bytes]:
+    """The JSON of ``body`` (a commit message) with the regular files among ``entries`` as its
     ``files`` (each as :class:`~hpcsnap.agent.protocol.FileEntry`; symlinks stay in the
     manifest only), as pieces to send one after the other. Encoded a few thousand files at a
     time, straight to bytes and never joined: on 100,000 files, models, one big list of dicts
@@ -76,7 +76,7 @@ def with_files(body: BaseModel, manifest: Manifest) -> list[bytes]:
     payload.pop("files", None)
     head = json.dumps(payload)[:-1]
     parts = [head.encode(), b',"files":[' if payload else b'"files":[']
-    files = [e for e in manifest.values() if e.kind == "file" and e.digest is not None]
+    files = [e for e in entries if e.kind == "file" and e.digest is not None]
     for i in range(0, len(files), 4096):
         rows = [
             {"path": e.path, "digest": e.digest, "size": e.size, "mtime_ns": e.mtime_ns}
@@ -85,6 +85,31 @@ def with_files(body: BaseModel, manifest: Manifest) -> list[bytes]:
         parts.append((("," if i else "") + json.dumps(rows)[1:-1]).encode())
     parts.append(b"]}")
     return parts
+
+
+def changes(base: Manifest, manifest: Manifest) -> tuple[list[Entry], list[str], int]:
+    """What a delta commit of ``manifest`` over ``base`` (its parent's manifest) sends: the
+    files whose key is new or changed (content, size or time), the paths of ``base``'s keys
+    that are gone, and how many keys ``base`` published (its regular files)."""
+    old, new = base.lookup, manifest.lookup
+    files = []
+    for e in manifest.values():
+        if e.kind == "file" and e.digest is not None:
+            b = old(e.path)
+            if (
+                b is None
+                or b.kind != "file"
+                or (b.digest, b.size, b.mtime_ns) != (e.digest, e.size, e.mtime_ns)
+            ):
+                files.append(e)
+    removed, base_files = [], 0
+    for b in base.values():
+        if b.kind == "file" and b.digest is not None:
+            base_files += 1
+            now = new(b.path)
+            if now is None or now.kind != "file" or now.digest is None:
+                removed.append(b.path)
+    return files, removed, base_files
 
 
 class Snapshotter:
@@ -114,6 +139,8 @@ class Snapshotter:
         self.known: dict[str, Entry] = {}
         self.manifests = ManifestStore(store)
         self.last_id: str | None = None
+        #: The manifest of ``last_id``, whose keys a delta commit starts from.
+        self.published: Manifest | None = None
         self.skipped_ticks = 0
         self._periodic = periodic
         self._next_tick = self._due(periodic)
@@ -311,7 +338,25 @@ class Snapshotter:
             duration_ms=int((time.monotonic() - started) * 1000),
             skipped_ticks=self.skipped_ticks,
         )
-        payload = with_files(body, result.manifest)
-        self.client.call("POST", f"/snapshots/{req.id}/commit", payload, patience=None)
+        self._send(req.id, body, result.manifest)
         self.known.update(result.manifest)
         self.last_id = req.id
+        self.published = result.manifest
+
+    def _send(self, snap_id: str, body: SnapshotCommit, manifest: Manifest) -> None:
+        """Commit the changes since the previous snapshot (its keys, which the server copies
+        without reading them, are most of a periodic snapshot's); every key when there is no
+        previous one, or when the server no longer has its keys as published."""
+        path = f"/snapshots/{snap_id}/commit"
+        if self.published is not None and body.parent_id is not None:
+            files, removed, base_files = changes(self.published, manifest)
+            delta = body.model_copy(update={"base_files": base_files, "removed": removed})
+            try:
+                self.client.call("POST", path, with_files(delta, files), patience=None)
+                return
+            except ServerRefused as exc:
+                if not exc.base_changed:
+                    raise
+                log.info("sending every key of snapshot %s: %s", snap_id, exc.message)
+                self.published = None  # and of the next ones, until one is committed
+        self.client.call("POST", path, with_files(body, manifest.values()), patience=None)

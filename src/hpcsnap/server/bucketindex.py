@@ -8,10 +8,10 @@ transaction, so they become visible together or not at all.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, null, select
+from sqlalchemy import String, Table, and_, delete, func, insert, literal, null, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,7 @@ from hpcsnap.agent.protocol import ACTIVE_STATES, FileEntry, TaskState
 from hpcsnap.server.db import Bucket, Object, Task
 from hpcsnap.server.errors import BadRequest, NotFound
 
+_TABLE = cast(Table, Object.__table__)
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 MAX_KEY = 1024
 
@@ -177,15 +178,31 @@ def publish(
         }
         for f in files
     ]
-    table = cast(Table, Object.__table__)
     connection = session.connection()
-    dialect = connection.dialect.name
-    stmt: Any
-    if replace and dialect in ("sqlite", "postgresql"):
-        # One statement per batch: insert, or overwrite the key's row where it exists.
-        upsert = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
-        stmt = upsert.on_conflict_do_update(
-            index_elements=[table.c.bucket_id, table.c.key],
+    if replace:
+        keys = [row["key"] for row in rows]
+        stmt = _upsert(
+            session,
+            bucket,
+            lambda: (_TABLE.c.key.in_(keys[i : i + 500]) for i in range(0, len(keys), 500)),
+        )
+    else:
+        stmt = insert(_TABLE)
+    # Core (not ORM) executemany: a snapshot publishes every key of its tree, often 10^4 rows.
+    for i in range(0, len(rows), 5000):
+        connection.execute(stmt, rows[i : i + 5000])
+    return len(rows)
+
+
+def _upsert(session: Session, bucket: Bucket, keys: Callable[[], Iterable[Any]]) -> Any:
+    """An insert into ``objects`` that overwrites the rows of keys already in ``bucket``: one
+    statement on SQLite and PostgreSQL; on other databases, the rows matching each condition
+    of ``keys()`` are deleted first."""
+    dialect = session.connection().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        upsert = sqlite.insert(_TABLE) if dialect == "sqlite" else postgresql.insert(_TABLE)
+        return upsert.on_conflict_do_update(
+            index_elements=[_TABLE.c.bucket_id, _TABLE.c.key],
             set_={
                 name: upsert.excluded[name]
                 for name in ("owner_id", "digest", "size", "mtime_ns", "md5", "snapshot_id")
@@ -193,17 +210,75 @@ def publish(
             # literals, not parameters: a JSON parameter is encoded again for every row
             | {"etag": null(), "meta": null()},
         )
-    else:
-        if replace:
-            keys = [row["key"] for row in rows]
-            for i in range(0, len(keys), 500):
-                session.execute(
-                    delete(table).where(
-                        table.c.bucket_id == bucket.id, table.c.key.in_(keys[i : i + 500])
-                    )
-                )
-        stmt = insert(table)
-    # Core (not ORM) executemany: a snapshot publishes every key of its tree, often 10^4 rows.
-    for i in range(0, len(rows), 5000):
-        connection.execute(stmt, rows[i : i + 5000])
-    return len(rows)
+    for condition in keys():
+        session.execute(delete(_TABLE).where(_TABLE.c.bucket_id == bucket.id, condition))
+    return insert(_TABLE)
+
+
+def copy_snapshot_keys(
+    session: Session,
+    source: Bucket,
+    source_prefix: str,
+    source_snapshot: str,
+    target: Bucket,
+    target_prefix: str,
+    target_snapshot: str,
+) -> int:
+    """Publish under ``target_prefix`` of ``target`` every key that snapshot
+    ``source_snapshot`` published under ``source_prefix`` (same content, size and time), in
+    one statement that never brings the rows into Python; returns how many were copied.
+
+    Only rows still tagged with ``source_snapshot`` count: a key of it that was deleted or
+    overwritten since is not copied, so the caller can compare the count with what it expects.
+    """
+    table = _TABLE
+    where = (
+        table.c.bucket_id == source.id,
+        table.c.snapshot_id == source_snapshot,
+        table.c.key >= source_prefix,
+        table.c.key < source_prefix + "\U0010ffff",
+    )
+    if len(target_prefix.encode()) > len(source_prefix.encode()):
+        # longer keys than their originals: each must still be a valid key
+        for key in session.scalars(select(table.c.key).where(*where)):
+            check_key(target_prefix + key[len(source_prefix) :])
+    rest = func.substr(table.c.key, len(source_prefix) + 1, type_=String)
+    columns = ("bucket_id", "owner_id", "key", "digest", "size", "mtime_ns", "md5", "snapshot_id")
+    rows = select(
+        literal(target.id),
+        literal(target.owner_id),
+        literal(target_prefix, String).concat(rest),
+        table.c.digest,
+        table.c.size,
+        table.c.mtime_ns,
+        table.c.md5,
+        literal(target_snapshot, String),
+    ).where(*where)
+    stmt = _upsert(
+        session,
+        target,
+        lambda: [and_(table.c.key >= target_prefix, table.c.key < target_prefix + "\U0010ffff")],
+    )
+    result = session.connection().execute(
+        stmt.from_select(columns, rows), execution_options={"preserve_rowcount": True}
+    )
+    return int(result.rowcount)
+
+
+def delete_snapshot_keys(
+    session: Session, bucket: Bucket, prefix: str, paths: Sequence[str], snapshot_id: str
+) -> int:
+    """Delete ``prefix + path`` for each path, where snapshot ``snapshot_id`` published it;
+    returns how many keys were deleted."""
+    count = 0
+    for i in range(0, len(paths), 500):
+        keys = [prefix + p for p in paths[i : i + 500]]
+        result = session.connection().execute(
+            delete(_TABLE).where(
+                _TABLE.c.bucket_id == bucket.id,
+                _TABLE.c.snapshot_id == snapshot_id,
+                _TABLE.c.key.in_(keys),
+            )
+        )
+        count += int(result.rowcount)
+    return count

@@ -13,9 +13,9 @@ from hpcsnap.agent.protocol import SnapshotCommit, SnapshotRequest, SnapshotStat
 from hpcsnap.blobstore import ContentStore
 from hpcsnap.server import blobrefs, notify
 from hpcsnap.server import bucketindex as bx
-from hpcsnap.server.db import Snapshot, Task
+from hpcsnap.server.db import Bucket, Snapshot, Task
 from hpcsnap.server.db.models import utcnow
-from hpcsnap.server.errors import BadRequest, Conflict
+from hpcsnap.server.errors import BadRequest, Conflict, NotFound
 from hpcsnap.server.events import EventType, record_snapshot
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -131,10 +131,67 @@ def fail_abandoned(session: Session, snap: Snapshot) -> int:
     return count
 
 
+class BaseChanged(Conflict):
+    """A delta commit's parent no longer holds the keys the agent knows it published."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(
+            f"{why}: send every key of this snapshot instead of the changes since its parent",
+            details={"baseChanged": True},
+        )
+
+
+def _base(session: Session, task: Task, body: SnapshotCommit) -> tuple[Bucket, Snapshot]:
+    """The bucket and record of a delta commit's parent, checked before anything is locked or
+    written: a parent deleted since is refused first, so the agent's full commit that follows
+    is the one that learns which of its blobs were freed with it."""
+    base = session.get(Snapshot, body.parent_id) if body.parent_id else None
+    if (
+        base is None
+        or base.task_uuid != task.uuid
+        or base.status != SnapshotStatus.SUCCESS
+        or base.deleted_at is not None
+        or base.bucket is None
+        or base.directory is None
+    ):
+        raise BaseChanged(f"parent snapshot {body.parent_id} is not a published snapshot")
+    try:
+        return bx.get_bucket(session, task.owner_id, base.bucket), base
+    except NotFound:
+        raise BaseChanged(f"the bucket of parent snapshot {base.id} is gone") from None
+
+
+def _copy_base(
+    session: Session,
+    base: tuple[Bucket, Snapshot],
+    snap: Snapshot,
+    bucket: Bucket,
+    body: SnapshotCommit,
+) -> None:
+    """The parent's keys under ``snap``'s directory, minus ``body.removed``: the unchanged part
+    of a delta commit. Its rows of the parent are the very keys it published (deleting or
+    overwriting one of them drops the parent's tag), and the GC lock taken by
+    :func:`blobrefs.check_stored` keeps their content stored while they are copied."""
+    source, parent = base
+    assert snap.directory is not None and parent.directory is not None
+    copied = bx.copy_snapshot_keys(
+        session, source, parent.directory, parent.id, bucket, snap.directory, snap.id
+    )
+    if copied != body.base_files:
+        raise BaseChanged(
+            f"parent snapshot {parent.id} holds {copied} of the {body.base_files} keys it published"
+        )
+    removed = sorted(set(body.removed))
+    gone = bx.delete_snapshot_keys(session, bucket, snap.directory, removed, snap.id)
+    if gone != len(removed):
+        raise BaseChanged(f"{len(removed) - gone} removed path(s) were not in the parent")
+
+
 def commit_snapshot(
     session: Session, store: ContentStore, task: Task, snap: Snapshot, body: SnapshotCommit
 ) -> None:
-    """Publish every key of a finished capture and mark it ``Success``, in one transaction.
+    """Publish every key of a finished capture and mark it ``Success``, in one transaction
+    (a delta commit: the parent's keys, minus those removed, plus the new and changed ones).
 
     The same commit sent again (its answer was lost in a server restart) changes nothing.
     Every blob it references must still be stored (:func:`blobrefs.check_stored`): a digest
@@ -144,12 +201,15 @@ def commit_snapshot(
         return
     if snap.status not in (SnapshotStatus.TRIGGERED, SnapshotStatus.IN_PROGRESS):
         raise Conflict(f"snapshot {snap.id} is already {snap.status}")
+    base = _base(session, task, body) if body.base_files is not None else None
     fail_abandoned(session, snap)
     digests = {f.digest for f in body.files}
     digests.add(body.manifest_digest)
     blobrefs.check_stored(session, store, task.owner_id, digests, likely_in=body.parent_id)
     assert snap.bucket is not None and snap.directory is not None
     bucket = bx.ensure_bucket(session, task.owner_id, snap.bucket)
+    if base is not None:
+        _copy_base(session, base, snap, bucket, body)
     bx.publish(session, bucket, snap.directory, body.files, snapshot_id=snap.id, replace=True)
     snap.status = SnapshotStatus.SUCCESS.value
     snap.last_update_date = utcnow()
