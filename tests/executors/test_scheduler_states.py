@@ -1,4 +1,5 @@
-"""The scheduler's reading of executor states (fake executor, real SQLite database)."""
+"""The scheduler's reading of executor states, and the reads the server repeats for every running
+task (fake executor, real SQLite database)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 
 from hpcsnap.blobstore import LocalBackend
 from hpcsnap.executors import AgentLaunch, JobState
 from hpcsnap.server.auth import create_user
 from hpcsnap.server.config import Settings
 from hpcsnap.server.context import ServerContext
-from hpcsnap.server.db import Database, Task
+from hpcsnap.server.db import Database, Snapshot, Task
 from hpcsnap.server.db.models import utcnow
 from hpcsnap.server.scheduler import Scheduler
 
@@ -151,3 +153,49 @@ def test_a_job_the_executor_cannot_judge_is_judged_by_silence(ctx: ServerContext
     watch(ctx, {})
     assert task(ctx, quiet).state == "FullyExecuting"
     assert task(ctx, lost).state == "Failure"
+
+
+def test_a_tick_with_every_agent_heard_of_writes_and_locks_nothing(ctx: ServerContext) -> None:
+    """The scheduler runs twice a second for every server: with nothing to do it only reads
+    (one query for queued tasks, one for the watched ones), whatever their number; a task that
+    needs a change is the only one re-read and written."""
+    healthy = [add_task(ctx, "FullyExecuting", seen_ago=1) for _ in range(5)]
+    statements: list[tuple[str, str]] = []
+    sqlalchemy.event.listen(
+        ctx.db.engine,
+        "before_cursor_execute",
+        lambda _c, _cur, sql, params, *_: statements.append((sql.lstrip(), repr(params))),
+    )
+    Scheduler(ctx).tick()
+    ex = watch(ctx, dict.fromkeys(healthy, JobState.RUNNING))
+    assert len(statements) == 3 and all(sql.startswith("SELECT") for sql, _ in statements)
+    assert not ex.cancelled and {task(ctx, t).state for t in healthy} == {"FullyExecuting"}
+    lost = add_task(ctx, "FullyExecuting", seen_ago=61)
+    statements.clear()
+    watch(ctx, {**dict.fromkeys(healthy, JobState.RUNNING), lost: JobState.RUNNING})
+    assert task(ctx, lost).state == "Failure"
+    assert any(sql.startswith("UPDATE") for sql, _ in statements)
+    assert not [p for _, p in statements if any(t in p for t in healthy)], statements
+
+
+def test_a_waiting_agent_hears_of_what_another_server_wrote(ctx: ServerContext) -> None:
+    """The long-poll's re-read (five times a second while an agent waits, for what a request
+    to another server process wrote): quiet until a snapshot is requested, the periodic
+    settings change, or the task is aborted."""
+    from hpcsnap.server.api.agent import _news
+    from hpcsnap.server.snapshots import create_snapshot
+
+    uuid_ = add_task(ctx, "FullyExecuting", seen_ago=1)
+    version = task(ctx, uuid_).snapshot_config_version
+    assert not _news(ctx, uuid_, version)
+    assert _news(ctx, uuid_, version + 1)
+    with ctx.db.session() as s:
+        snap = create_snapshot(s, s.get(Task, uuid_), kind="manual", bucket="snaps")  # type: ignore[arg-type]
+    assert _news(ctx, uuid_, version)
+    with ctx.db.session() as s:
+        s.get(Snapshot, snap.id).status = "InProgress"  # type: ignore[union-attr]
+    assert not _news(ctx, uuid_, version)
+    with ctx.db.session() as s:
+        s.get(Task, uuid_).abort_requested = True  # type: ignore[union-attr]
+    assert _news(ctx, uuid_, version)
+    assert _news(ctx, "no-such-task", version)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from typing import Literal, Protocol
 
 from sqlalchemy import select, update
 
@@ -72,17 +73,17 @@ class Scheduler:
 
     def dispatch(self) -> None:
         executor, db = self.ctx.executor, self.ctx.db
+        waiting = select(Task.uuid).where(
+            Task.state == TaskState.SUBMITTED.value, Task.executor == executor.name
+        )
         with db.session() as s:
+            if s.scalar(waiting.limit(1)) is None:  # the usual tick: one cheap read
+                return
             capacity = executor.capacity()
             free = 1000 if capacity is None else capacity - active_count(s, executor.name)
             if free <= 0:
                 return
-            queued = s.scalars(
-                select(Task.uuid)
-                .where(Task.state == TaskState.SUBMITTED.value, Task.executor == executor.name)
-                .order_by(Task.creation_date)
-                .limit(free)
-            ).all()
+            queued = s.scalars(waiting.order_by(Task.creation_date).limit(free)).all()
         for task_uuid in queued:
             self._start(task_uuid)
 
@@ -128,10 +129,20 @@ class Scheduler:
                 task.executor_id = job_id
 
     def watch(self) -> None:
+        """Judge each active task by its job's state and its agent's last sign of life. In the
+        usual case (every agent heard of lately) this is one read and nothing is locked or
+        written; a task that needs a change is re-read under its row lock and judged again."""
         executor = self.ctx.executor
         with self.ctx.db.session() as s:
-            rows: list[tuple[str, str]] = s.execute(  # type: ignore[assignment]
-                select(Task.uuid, Task.executor_id)
+            rows = s.execute(
+                select(
+                    Task.uuid,
+                    Task.executor_id,
+                    Task.state,
+                    Task.agent_seen,
+                    Task.state_transition_time,
+                    Task.abort_requested,
+                )
                 .where(
                     Task.executor == executor.name,
                     Task.state.in_([st.value for st in ACTIVE_STATES]),
@@ -141,34 +152,33 @@ class Scheduler:
             ).all()
         if not rows:
             return
-        states = executor.status([job for _, job in rows if job])
+        states = executor.status([row.executor_id for row in rows if row.executor_id])
         now = utcnow()
         timeout = dt.timedelta(seconds=self.ctx.settings.agent_timeout)
+        due = [row.uuid for row in rows if _verdict(row, states, now, timeout) is not None]
+        if not due:
+            return
         to_cancel: list[str] = []
         with self.ctx.db.session() as s:
-            for task_uuid, job_id in rows:
+            for task_uuid in due:
                 task = s.get(Task, task_uuid, with_for_update=True)
-                if task is None or task.state not in ACTIVE_STATES:
+                if task is None or task.executor_id is None:
                     continue
-                seen = task.agent_seen or task.state_transition_time
-                state = states.get(job_id)
-                if state is JobState.PENDING:
-                    if task.state == TaskState.PENDING_CANCEL:
-                        to_cancel.append(job_id)
-                        set_state(s, task, TaskState.CANCELLED, error="aborted before it started")
-                    elif now - seen > QUEUED_REFRESH:
-                        task.agent_seen = now
-                elif state in TERMINAL_JOB_STATES and now - seen > EXIT_GRACE:
+                verdict = _verdict(task, states, now, timeout)
+                job_id = task.executor_id
+                if verdict == "cancel-queued":
+                    to_cancel.append(job_id)
+                    set_state(s, task, TaskState.CANCELLED, error="aborted before it started")
+                elif verdict == "queued":
+                    task.agent_seen = now
+                elif verdict == "ended":
                     if task.abort_requested:
                         set_state(s, task, TaskState.CANCELLED)
                     else:
-                        set_state(
-                            s,
-                            task,
-                            TaskState.FAILURE,
-                            error=f"{END_REASONS[state]} (agent job {job_id})",
-                        )
-                elif now - seen > timeout:
+                        reason = END_REASONS[states[job_id]]
+                        error = f"{reason} (agent job {job_id})"
+                        set_state(s, task, TaskState.FAILURE, error=error)
+                elif verdict == "lost":
                     set_state(
                         s,
                         task,
@@ -176,10 +186,45 @@ class Scheduler:
                         error=f"lost contact with its agent for {timeout.seconds} s",
                     )
                     to_cancel.append(job_id)
-                elif (
-                    task.state == TaskState.PENDING_CANCEL
-                    and now - task.state_transition_time > ABORT_GRACE
-                ):
+                elif verdict == "stop":
                     to_cancel.append(job_id)
         if to_cancel:
             executor.cancel(to_cancel)
+
+
+class _Watched(Protocol):
+    """What :func:`_verdict` reads of a task: a row of :meth:`Scheduler.watch`'s query, or the
+    task itself once locked."""
+
+    executor_id: str | None
+    state: str
+    agent_seen: dt.datetime | None
+    state_transition_time: dt.datetime
+    abort_requested: bool
+
+
+Verdict = Literal["cancel-queued", "queued", "ended", "lost", "stop"]
+
+
+def _verdict(
+    task: _Watched, states: dict[str, JobState], now: dt.datetime, timeout: dt.timedelta
+) -> Verdict | None:
+    """What the watch does to an active task, or None: its job is queued and aborted
+    (``cancel-queued``) or queued for a while (``queued``: marked as heard of), ended without its
+    agent's last report (``ended``), its agent silent too long (``lost``), or its abort taking
+    too long (``stop``: the job is stopped)."""
+    if task.state not in ACTIVE_STATES or task.executor_id is None:
+        return None
+    seen = task.agent_seen or task.state_transition_time
+    state = states.get(task.executor_id)
+    if state is JobState.PENDING:
+        if task.state == TaskState.PENDING_CANCEL:
+            return "cancel-queued"
+        return "queued" if now - seen > QUEUED_REFRESH else None
+    if state in TERMINAL_JOB_STATES:
+        return "ended" if now - seen > EXIT_GRACE else None
+    if now - seen > timeout:
+        return "lost"
+    if task.state == TaskState.PENDING_CANCEL and now - task.state_transition_time > ABORT_GRACE:
+        return "stop"
+    return None

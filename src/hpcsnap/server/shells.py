@@ -77,17 +77,28 @@ def close_session(session: Session) -> None:
     session.finished.set()
 
 
+def _due(task_uuid: str, now: float) -> list[Session]:
+    return [
+        s
+        for s in _sessions.values()
+        if s.task_uuid == task_uuid
+        and not s.agent.done()
+        and (s.offered_at is None or now - s.offered_at > REOFFER_AFTER)
+    ]
+
+
+def due(task_uuid: str) -> bool:
+    """Whether :func:`offer` has a request for the task's agent now."""
+    return bool(_due(task_uuid, time.monotonic()))
+
+
 def offer(task_uuid: str) -> list[ShellRequest]:
     """The requests the task's agent should take up now (for its long-poll)."""
     now = time.monotonic()
-    found = []
-    for s in _sessions.values():
-        if s.task_uuid != task_uuid or s.agent.done():
-            continue
-        if s.offered_at is None or now - s.offered_at > REOFFER_AFTER:
-            s.offered_at = now
-            found.append(s.request)
-    return found
+    found = _due(task_uuid, now)
+    for s in found:
+        s.offered_at = now
+    return [s.request for s in found]
 
 
 def waiting(task_uuid: str, sid: str) -> bool:
