@@ -1,15 +1,20 @@
-"""Snapshot work runs at the lowest priority without lowering the task's own."""
+"""Snapshot work runs at the lowest priority without lowering the task's own, threads and
+sessions."""
 
 from __future__ import annotations
 
 import ctypes
 import os
 import platform
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
-from hpcsnap.agent.priority import lower_this_thread
+from hpcsnap.agent.priority import AUTOGROUP, lower_this_thread
+from tests.support import ServerProcess, agent_pids, wait_for
 
 SYS_IOPRIO_GET = {"x86_64": 252, "aarch64": 31}
 
@@ -34,3 +39,68 @@ def test_only_the_calling_thread_is_lowered() -> None:
     if "ioprio" not in seen:
         pytest.skip("no ioprio_get syscall number for this machine")
     assert seen["ioprio"] == (2 << 13) | 7  # best effort, lowest level
+
+
+def autogroup(pid: int | str) -> tuple[str, int]:
+    """The autogroup of a process: its name and its nice value."""
+    name, _, nice = Path(f"/proc/{pid}/autogroup").read_text().split()
+    return name, int(nice)
+
+
+LOWER = "from hpcsnap.agent.priority import lower_this_session as f; print(f(), flush=True); "
+
+
+@pytest.mark.skipif(not AUTOGROUP.exists(), reason="this kernel has no autogroups")
+def test_the_session_is_lowered_only_by_its_leader() -> None:
+    wait = "import sys; sys.stdin.read()"
+    leader = subprocess.Popen(
+        [sys.executable, "-c", LOWER + wait],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    follower = subprocess.Popen(
+        [sys.executable, "-c", LOWER + wait],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert leader.stdout is not None and follower.stdout is not None
+        assert leader.stdout.readline().strip() == "True"
+        assert follower.stdout.readline().strip() == "False"
+        assert autogroup(leader.pid)[1] == 19
+        assert autogroup(follower.pid) == autogroup("self")  # this test's session is untouched
+    finally:
+        for proc in (leader, follower):
+            proc.communicate("")
+
+
+@pytest.mark.skipif(not AUTOGROUP.exists(), reason="this kernel has no autogroups")
+def test_a_tasks_agent_yields_to_its_job_across_sessions(server: ServerProcess) -> None:
+    """The real agent's session is lowered; the task's command keeps a session of its own at
+    its normal priority."""
+    api = server.user("prio")
+    uuid = api.submit("sleep 31.25")
+    api.wait(uuid, {"FullyExecuting"})
+    (agent,) = agent_pids(uuid)
+    job = wait_for(
+        lambda: [p.name for p in Path("/proc").iterdir() if cmdline(p) == b"sleep\x0031.25\x00"],
+        bool,
+        30,
+        "the job's process",
+    )
+    try:
+        assert autogroup(agent)[1] == 19
+        assert autogroup(job[0])[1] == 0 and autogroup(job[0])[0] != autogroup(agent)[0]
+    finally:
+        api.ok("POST", f"/tasks/{uuid}/abort")
+        api.wait(uuid)
+
+
+def cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from hpcsnap.agent.client import AgentClient
+from hpcsnap.agent.priority import lower_this_session
 from hpcsnap.agent.runner import TaskRunner
 
 
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s agent[%(process)d] %(levelname)s %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    lower_this_session()  # the job runs in a session of its own, at its normal priority
     client = AgentClient(args.server, args.task, token)
     try:
         return TaskRunner(client, args.work_dir, args.task).run()

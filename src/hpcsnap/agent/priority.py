@@ -1,7 +1,13 @@
-"""Keeping snapshot work out of the job's way: lowest CPU and I/O priority, per thread.
+"""Keeping snapshot work out of the job's way: lowest CPU and I/O priority.
 
-Only the calling thread is affected (Linux schedules threads individually), so the task's
-command, which the agent starts from another thread, keeps its normal priority.
+The snapshot thread is lowered alone (Linux schedules threads individually), so the task's
+command, which the agent starts from another thread, keeps its normal priority. Where the kernel
+groups processes by session (*autogroups*, ``/proc/sys/kernel/sched_autogroup_enabled``: on by
+default in Debian's and most distributions' kernels), the CPU is first shared between sessions,
+and a thread's niceness only counts against the threads of its own session: the task's command
+runs in a session of its own, so the agent also lowers its own session (:func:`lower_this_session`).
+Without that, a snapshot thread at nice 19 still takes a whole session's share of a core from a
+job that keeps every core busy (measured: bench/README.md, P4).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import logging
 import os
 import platform
 import threading
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +25,26 @@ _SYS_IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "ppc64le": 273, "s390x": 282}
 _IOPRIO_WHO_PROCESS = 1
 _IOPRIO_CLASS_BE = 2
 _IOPRIO_CLASS_SHIFT = 13
+
+
+AUTOGROUP = Path("/proc/self/autogroup")
+
+
+def lower_this_session(nice: int = 19) -> bool:
+    """Give this process's autogroup CPU niceness ``nice`` when the process leads its session,
+    whose autogroup is then the agent's alone (the task's command and the server run in other
+    sessions); returns whether it did. Nothing is done for a process that does not lead its
+    session: its autogroup may hold processes that are not the agent's (an executor that did
+    not start it in a session of its own)."""
+    if os.getsid(0) != os.getpid():
+        log.info("not leading its session: the agent's session keeps its CPU priority")
+        return False
+    try:
+        AUTOGROUP.write_text(f"{nice}\n")
+    except OSError as exc:  # a kernel without autogroups, or not allowed
+        log.info("could not lower the CPU priority of the agent's session: %s", exc)
+        return False
+    return True
 
 
 def lower_this_thread(*, nice: int = 19, io_level: int = 7) -> None:
