@@ -178,3 +178,33 @@ def test_beneath_sees_a_directory_swapped_for_a_symlink(job: Path, tmp_path: Pat
             tree.open(b"d/f")
         with pytest.raises(FileNotFoundError):
             tree.open(b"d/x/f")
+
+
+def test_beneath_keeps_a_bounded_set_of_directories_and_never_follows_a_swap(
+    job: Path, tmp_path: Path
+) -> None:
+    """Files read in an order that jumps between many directories (as a capture's inode
+    order does) are opened through kept directory descriptors, at most KEPT_DIRS of them; a
+    directory swapped for a symlink once its descriptor was let go is never followed."""
+    from hpcsnap.snapshot.beneath import KEPT_DIRS
+
+    dirs = KEPT_DIRS + 20
+    write_tree(job, {f"d{i}/s/f": str(i).encode() for i in range(dirs)})
+    (tmp_path / "outside" / "s").mkdir(parents=True)
+    (tmp_path / "outside" / "s" / "f").write_bytes(b"secret")
+    fds = len(os.listdir("/proc/self/fd"))
+    with Beneath(job) as tree:
+        for rounds in range(2):
+            for i in [*range(0, dirs, 2), *range(1, dirs, 2)]:
+                rel = f"d{i}/s/f".encode()
+                assert tree.lstat(rel).st_ino == os.lstat(job / f"d{i}/s/f").st_ino
+                with tree.open(rel) as f:
+                    assert f.read() == str(i).encode()
+            assert len(os.listdir("/proc/self/fd")) <= fds + 1 + KEPT_DIRS
+        (job / "d0").rename(job / "moved")  # d0/s was let go long ago (LRU)
+        (job / "d0").symlink_to(tmp_path / "outside")
+        with pytest.raises(FileNotFoundError):
+            tree.open(b"d0/s/f")
+        with pytest.raises(ValueError):
+            tree.lstat(b"d1/../d2/s/f")
+    assert len(os.listdir("/proc/self/fd")) == fds

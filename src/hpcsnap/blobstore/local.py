@@ -28,10 +28,11 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import itertools
 import mmap
 import os
+import secrets
 import stat
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -57,6 +58,9 @@ _ALIGN = 4096
 #: Age (seconds since last written) at which a temporary file is a killed put's leftover.
 STALE_AFTER = 3600.0
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_TAG = secrets.token_hex(4)
+_COUNTER = itertools.count()
 #: Failures of a file system that may pass: read-only (remounted after an error), I/O errors,
 #: a network file system that is busy or whose server is away.
 _PASSING = frozenset(
@@ -150,14 +154,14 @@ class _Staged:
         self._tmp = tmp
 
     def commit(self, key: str) -> None:
-        self.commit_path(self._backend._path(key))
+        self.commit_path(self._backend._file(key))
 
-    def commit_path(self, path: Path) -> None:
+    def commit_path(self, path: str) -> None:
         try:
             try:
                 os.replace(self._tmp, path)
             except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 os.replace(self._tmp, path)
         except OSError as exc:
             self.discard()
@@ -179,6 +183,7 @@ class LocalBackend:
         self.root = Path(root).absolute()
         self._objects = self.root / "objects"
         self._tmp = self.root / "tmp"
+        self._objects_s, self._tmp_s = str(self._objects), str(self._tmp)
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         if stat.S_IMODE(self.root.stat().st_mode) != 0o700:
             os.chmod(self.root, 0o700)  # not when it is already: the store may be read-only
@@ -204,6 +209,11 @@ class LocalBackend:
     def _path(self, key: str) -> Path:
         return self._objects / check_key(key)
 
+    def _file(self, key: str) -> str:
+        """:meth:`_path` as a string: once or twice per put, where ``Path`` costs more than the
+        system call it prepares."""
+        return f"{self._objects_s}/{check_key(key)}"
+
     def failure(self, exc: OSError, what: str) -> BlobError:
         """The blob store error for a failure of this store's file system while ``what``."""
         reason = exc.strerror or str(exc)
@@ -215,7 +225,7 @@ class LocalBackend:
         return TransientBlobError(text) if exc.errno in _PASSING else BlobError(text)
 
     def put(self, key: str, src: BinaryIO) -> None:
-        path = self._path(key)
+        path = self._file(key)
         staged = self.stage(src)
         staged.commit_path(path)
 
@@ -223,7 +233,7 @@ class LocalBackend:
         """Write ``src`` to a temporary file now, name it later (see ``Staging``): lets the
         content store hash and store a file in one read."""
         try:
-            fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+            fd, tmp = self._temporary()
         except OSError as exc:
             raise self.failure(exc, "creating a temporary file") from exc
         try:
@@ -250,6 +260,17 @@ class LocalBackend:
             raise
         return _Staged(self, tmp)
 
+    def _temporary(self) -> tuple[int, str]:
+        """A new file of ``tmp/`` (``put-*``, as :meth:`sweep` expects), open for writing. Its
+        name is unique without :func:`tempfile.mkstemp`'s random draws: this process's id and a
+        random tag (several agents and servers may share the store), then a counter."""
+        while True:
+            path = f"{self._tmp_s}/put-{_TAG}-{os.getpid()}-{next(_COUNTER)}"
+            try:
+                return os.open(path, _CREATE, 0o600), path
+            except FileExistsError:  # a leftover of an earlier process with this pid
+                continue
+
     def open(self, key: str) -> BinaryIO:
         try:
             return self._path(key).open("rb")
@@ -258,7 +279,7 @@ class LocalBackend:
 
     def stat(self, key: str) -> int | None:
         try:
-            st = self._path(key).stat()
+            st = os.stat(self._file(key))
         except (FileNotFoundError, NotADirectoryError):
             return None
         return st.st_size if stat.S_ISREG(st.st_mode) else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections import OrderedDict
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -22,6 +23,9 @@ from typing import BinaryIO
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
+_BAD = frozenset({b"", b".", b".."})
+#: How many directory descriptors a :class:`Beneath` keeps open.
+KEPT_DIRS = 64
 
 
 def _vanished(rel: bytes, why: str) -> FileNotFoundError:
@@ -33,7 +37,9 @@ class Beneath:
 
     def __init__(self, root: Path) -> None:
         self._root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self._last: tuple[bytes, int] | None = None
+        #: Descriptors of the directories used last (relative path -> fd), oldest first: a
+        #: capture reads files in inode order, which jumps between directories.
+        self._dirs: OrderedDict[bytes, int] = OrderedDict()
 
     def __enter__(self) -> Beneath:
         return self
@@ -44,42 +50,41 @@ class Beneath:
         self.close()
 
     def close(self) -> None:
-        self._forget()
+        while self._dirs:
+            os.close(self._dirs.popitem()[1])
         if self._root_fd >= 0:
             os.close(self._root_fd)
             self._root_fd = -1
 
-    def _forget(self) -> None:
-        if self._last is not None:
-            os.close(self._last[1])
-            self._last = None
-
     def _parent(self, rel: bytes) -> tuple[int, bytes]:
-        """A descriptor of ``rel``'s directory (cached for the next call) and its last name."""
+        """A descriptor of ``rel``'s directory (kept for the next calls) and its last name."""
         head, _, name = rel.rpartition(b"/")
-        parts = head.split(b"/") if head else []
-        if rel.startswith(b"/") or any(p in (b"", b".", b"..") for p in [*parts, name]):
+        if name in _BAD or (rel[:1] == b"/"):
             raise ValueError(f"not a plain relative path: {rel!r}")
-        if not parts:
+        if not head:
             return self._root_fd, name
-        if self._last is not None and self._last[0] == head:
-            return self._last[1], name
-        self._forget()
-        fd = self._root_fd
         try:
-            for part in parts:
-                child = os.open(part, DIR_FLAGS, dir_fd=fd)
-                if fd != self._root_fd:
-                    os.close(fd)
-                fd = child
+            return self._dir(head), name
+        except ValueError:
+            raise ValueError(f"not a plain relative path: {rel!r}") from None
         except OSError as exc:
-            if fd != self._root_fd:
-                os.close(fd)
             if exc.errno in _GONE:
                 raise _vanished(rel, "no longer a directory path beneath the root") from exc
             raise
-        self._last = (head, fd)
-        return fd, name
+
+    def _dir(self, head: bytes) -> int:
+        fd = self._dirs.get(head)
+        if fd is not None:
+            self._dirs.move_to_end(head)
+            return fd
+        parent, _, last = head.rpartition(b"/")
+        if last in _BAD:
+            raise ValueError(head)
+        fd = os.open(last, DIR_FLAGS, dir_fd=self._dir(parent) if parent else self._root_fd)
+        self._dirs[head] = fd
+        if len(self._dirs) > KEPT_DIRS:  # its parent was used already: it may go too
+            os.close(self._dirs.popitem(last=False)[1])
+        return fd
 
     def lstat(self, rel: bytes) -> os.stat_result:
         fd, name = self._parent(rel)
