@@ -24,8 +24,9 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 _BAD = frozenset({b"", b".", b".."})
-#: How many directory descriptors a :class:`Beneath` keeps open.
-KEPT_DIRS = 64
+#: How many directory descriptors a :class:`Beneath` keeps open: a tree written by many
+#: processes at once spreads consecutive inodes over as many directories.
+KEPT_DIRS = 256
 
 
 def _vanished(rel: bytes, why: str) -> FileNotFoundError:

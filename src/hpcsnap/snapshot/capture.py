@@ -135,8 +135,8 @@ class _ReadAhead:
     the capture does (beneath the root, never following a symlink, never a FIFO).
     """
 
-    def __init__(self, root: Path, files: list[_Pending], window: int) -> None:
-        self._tree = Beneath(root)
+    def __init__(self, tree: Beneath, files: list[_Pending], window: int) -> None:
+        self._tree = tree  # the reader's: its directories are the ones read next
         self._files = files
         self._window = window
         self._index = self._offset = self._advised = 0
@@ -144,7 +144,6 @@ class _ReadAhead:
 
     def close(self) -> None:
         self._drop()
-        self._tree.close()
 
     def _drop(self) -> None:
         if self._fd >= 0:
@@ -322,7 +321,7 @@ class _Run:
         # Inode order follows the disk layout far better than name order: on a cold cache this
         # turns scattered seeks into mostly sequential reads (the manifest keeps scan order).
         self.to_read.sort(key=lambda f: f.ino)
-        self.read_ahead = _ReadAhead(self.root, self.to_read, READ_AHEAD)
+        self.read_ahead = _ReadAhead(self.tree, self.to_read, READ_AHEAD)
         try:
             self.read_each(max_tries)
         finally:
