@@ -150,7 +150,13 @@ def test_the_session_ends_with_the_task_leaving_no_process_then_refused(
     proc = shell(cli, waiting, input=f"touch stop; {marker} & {marker}; echo never\n", rc=255)
     assert "never" not in proc.stdout
     assert proc.stderr.splitlines()[-1] == "hpcsnap: shell closed: the task ended"
-    assert json.loads(cli.out("show", waiting, "--json"))["state"] == "Success"
+
+    # the shell closes when the command ends; the task then uploads its results
+    def state() -> str:
+        return str(json.loads(cli.out("show", waiting, "--json"))["state"])
+
+    wait_for(state, lambda s: s not in ("FullyExecuting", "UploadingResults"), 30, "the end")
+    assert state() == "Success"
     wait_for(lambda: processes(marker), lambda found: not found, 10, f"no '{marker}' left")
     # an ended task refuses
     proc = shell(cli, waiting, rc=1)
