@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from hpcsnap.agent import snapshots
 from hpcsnap.agent.protocol import PeriodicConfig
 from hpcsnap.agent.snapshots import Snapshotter
 from hpcsnap.blobstore import ContentStore, LocalBackend
@@ -70,6 +73,25 @@ def test_a_tick_during_a_capture_is_skipped_and_counted(tmp_path: Path) -> None:
     assert server.calls == []
     clock.now += 5
     assert snap.tick() == "opened"
+
+
+def test_a_late_snapshot_stops_yielding_until_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick that finds the capture still running hurries the agent's session (its CPU share
+    back, see tests/agent/test_priority.py); the end of that capture calms it again."""
+    calls: list[str] = []
+    monkeypatch.setattr(snapshots, "hurry_session", lambda: calls.append("hurry"))
+    monkeypatch.setattr(snapshots, "calm_session", lambda: calls.append("calm"))
+    snap, server, clock = make(tmp_path, 5)
+    clock.now += 5
+    assert snap.tick() == "opened" and calls == []
+    clock.now += 5
+    assert snap.tick() == "skipped" and calls == ["hurry"]  # the first has not even started
+    snap.start()
+    snap.stop()
+    assert calls == ["hurry", "calm"]
+    assert [path for _, path in server.calls][-1].endswith("/commit")
 
 
 def test_interval_changes_and_zero_stops(tmp_path: Path) -> None:

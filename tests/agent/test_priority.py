@@ -78,6 +78,23 @@ def test_the_session_is_lowered_only_by_its_leader() -> None:
 
 
 @pytest.mark.skipif(not AUTOGROUP.exists(), reason="this kernel has no autogroups")
+def test_a_late_snapshot_hurries_the_session_then_calms_it() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("raising a priority back needs root (or RLIMIT_NICE)")
+    steps = (
+        "import hpcsnap.agent.priority as p; from pathlib import Path; "
+        "nice = lambda: Path('/proc/self/autogroup').read_text().split()[-1]; "
+        "print(p.hurry_session(), p.lower_this_session(), nice(), p.hurry_session(), nice(), "
+        "p.hurry_session(), end=' '); p.calm_session(); print(nice())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", steps], capture_output=True, text=True, start_new_session=True
+    )
+    # not lowered: nothing to hurry; lowered to 19, hurried to 0 (once), calmed back to 19
+    assert out.stdout.split() == ["False", "True", "19", "True", "0", "False", "19"], out
+
+
+@pytest.mark.skipif(not AUTOGROUP.exists(), reason="this kernel has no autogroups")
 def test_a_tasks_agent_yields_to_its_job_across_sessions(server: ServerProcess) -> None:
     """The real agent's session is lowered; the task's command keeps a session of its own at
     its normal priority."""

@@ -7,11 +7,15 @@ default in Debian's and most distributions' kernels), the CPU is first shared be
 and a thread's niceness only counts against the threads of its own session: the task's command
 runs in a session of its own, so the agent also lowers its own session (:func:`lower_this_session`).
 Without that, a snapshot thread at nice 19 still takes a whole session's share of a core from a
-job that keeps every core busy (measured: bench/README.md, P4).
+job that keeps every core busy (measured: bench/README.md, P4). Lowered, a snapshot of such a job
+gets almost no CPU, so a snapshot still running when the next periodic tick comes takes its
+normal share until it ends (:func:`hurry_session`): snapshots yield to the job as long as they
+keep their schedule.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -30,6 +34,11 @@ _IOPRIO_CLASS_SHIFT = 13
 AUTOGROUP = Path("/proc/self/autogroup")
 
 
+class _Session:
+    lowered = False  # by :func:`lower_this_session`: the autogroup is the agent's own
+    hurried = False
+
+
 def lower_this_session(nice: int = 19) -> bool:
     """Give this process's autogroup CPU niceness ``nice`` when the process leads its session,
     whose autogroup is then the agent's alone (the task's command and the server run in other
@@ -44,7 +53,33 @@ def lower_this_session(nice: int = 19) -> bool:
     except OSError as exc:  # a kernel without autogroups, or not allowed
         log.info("could not lower the CPU priority of the agent's session: %s", exc)
         return False
+    _Session.lowered = True
     return True
+
+
+def hurry_session() -> bool:
+    """Give the agent's session back its normal share of CPU: a snapshot is falling behind its
+    schedule (a periodic tick came while it still ran), so it stops yielding to the job until
+    :func:`calm_session`. Returns whether it did (needs the right to raise a priority: root, or
+    ``RLIMIT_NICE``; otherwise snapshots keep yielding)."""
+    if not _Session.lowered or _Session.hurried:
+        return False
+    try:
+        AUTOGROUP.write_text("0\n")
+    except OSError as exc:
+        log.info("could not raise the CPU priority of a late snapshot: %s", exc)
+        return False
+    _Session.hurried = True
+    log.info("a snapshot is late: it takes its share of CPU until it ends")
+    return True
+
+
+def calm_session() -> None:
+    """Lower the agent's session again after :func:`hurry_session`."""
+    if _Session.hurried:
+        _Session.hurried = False
+        with contextlib.suppress(OSError):
+            AUTOGROUP.write_text("19\n")
 
 
 def lower_this_thread(*, nice: int = 19, io_level: int = 7) -> None:

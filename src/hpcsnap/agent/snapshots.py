@@ -24,7 +24,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from hpcsnap.agent.client import AgentClient, CredentialRevoked, ServerRefused
-from hpcsnap.agent.priority import lower_this_thread
+from hpcsnap.agent.priority import calm_session, hurry_session, lower_this_thread
 from hpcsnap.agent.protocol import (
     NewSnapshot,
     PeriodicConfig,
@@ -211,6 +211,7 @@ class Snapshotter:
         if self._busy.locked() or not self._queue.empty():
             self.skipped_ticks += 1
             log.info("periodic tick skipped: a snapshot is still running")
+            hurry_session()
             return "skipped"
         try:
             request = self.open_snapshot("periodic")
@@ -241,7 +242,10 @@ class Snapshotter:
             if job is None:
                 return
             with self._busy:
-                self.run(job)
+                try:
+                    self.run(job)
+                finally:
+                    calm_session()
             job.done.set()
 
     def run(self, job: Job) -> None:
