@@ -208,3 +208,23 @@ def test_beneath_keeps_a_bounded_set_of_directories_and_never_follows_a_swap(
         with pytest.raises(ValueError):
             tree.lstat(b"d1/../d2/s/f")
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_beneath_finds_a_directory_recreated_after_it_was_kept(job: Path) -> None:
+    """A job that deletes and recreates a directory while a capture runs: its files are found
+    in the new directory, not reported gone because an old descriptor was kept."""
+    write_tree(job, {"out/a/f": b"old", "out/g": b"g"})
+    with Beneath(job) as tree:
+        assert tree.lstat(b"out/a/f").st_size == 3
+        with tree.open(b"out/g") as f:
+            assert f.read() == b"g"
+        (job / "out").rename(job / "gone")
+        write_tree(job, {"out/a/f": b"newer", "out/g": b"g2"})
+        shutil.rmtree(job / "gone")
+        assert tree.lstat(b"out/a/f").st_size == 5
+        with tree.open(b"out/a/f") as f:
+            assert f.read() == b"newer"
+        with tree.open(b"out/g") as f:
+            assert f.read() == b"g2"
+        with pytest.raises(FileNotFoundError):
+            tree.lstat(b"out/a/nothing")

@@ -16,14 +16,16 @@ import errno
 import os
 import stat
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 _BAD = frozenset({b"", b".", b".."})
+_T = TypeVar("_T")
 #: How many directory descriptors a :class:`Beneath` keeps open: a tree written by many
 #: processes at once spreads consecutive inodes over as many directories.
 KEPT_DIRS = 256
@@ -87,28 +89,54 @@ class Beneath:
             os.close(self._dirs.popitem(last=False)[1])
         return fd
 
+    def _at(self, rel: bytes, op: Callable[[int, bytes], _T]) -> _T:
+        """``op(directory fd, name)`` for ``rel``. A kept directory may have been deleted or
+        replaced since it was opened (a job recreating a directory): when ``rel`` is not found
+        through kept descriptors, they are let go and the path is resolved afresh, once."""
+        try:
+            return op(*self._parent(rel))
+        except FileNotFoundError:
+            if not self._drop(rel.rpartition(b"/")[0]):
+                raise
+        return op(*self._parent(rel))
+
+    def _drop(self, head: bytes) -> bool:
+        """Let go of the kept descriptors of ``head`` and its ancestors; whether there were."""
+        dropped = False
+        while head:
+            fd = self._dirs.pop(head, None)
+            if fd is not None:
+                os.close(fd)
+                dropped = True
+            head = head.rpartition(b"/")[0]
+        return dropped
+
     def lstat(self, rel: bytes) -> os.stat_result:
-        fd, name = self._parent(rel)
-        return os.stat(name, dir_fd=fd, follow_symlinks=False)
+        return self._at(rel, lambda fd, name: os.stat(name, dir_fd=fd, follow_symlinks=False))
 
     def readlink(self, rel: bytes) -> bytes:
-        fd, name = self._parent(rel)
-        try:
-            return os.readlink(name, dir_fd=fd)
-        except OSError as exc:
-            if exc.errno == errno.EINVAL:
-                raise _vanished(rel, "no longer a symlink") from exc
-            raise
+        def read(fd: int, name: bytes) -> bytes:
+            try:
+                return os.readlink(name, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno == errno.EINVAL:
+                    raise _vanished(rel, "no longer a symlink") from exc
+                raise
+
+        return self._at(rel, read)
 
     def open(self, rel: bytes) -> BinaryIO:
         """Open a regular file for reading; never opens a FIFO, socket or device, never blocks."""
-        fd, name = self._parent(rel)
-        try:
-            file_fd = os.open(name, _FILE_FLAGS, dir_fd=fd)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise _vanished(rel, "no longer a regular file") from exc
-            raise
+
+        def open_file(fd: int, name: bytes) -> int:
+            try:
+                return os.open(name, _FILE_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise _vanished(rel, "no longer a regular file") from exc
+                raise
+
+        file_fd = self._at(rel, open_file)
         try:
             if not stat.S_ISREG(os.fstat(file_fd).st_mode):
                 raise _vanished(rel, "no longer a regular file")
