@@ -35,7 +35,7 @@ AUTOGROUP = Path("/proc/self/autogroup")
 
 
 class _Session:
-    lowered = False  # by :func:`lower_this_session`: the autogroup is the agent's own
+    lowered: int | None = None  # the niceness :func:`lower_this_session` gave the agent's own group
     hurried = False
 
 
@@ -53,7 +53,7 @@ def lower_this_session(nice: int = 19) -> bool:
     except OSError as exc:  # a kernel without autogroups, or not allowed
         log.info("could not lower the CPU priority of the agent's session: %s", exc)
         return False
-    _Session.lowered = True
+    _Session.lowered = nice
     return True
 
 
@@ -62,7 +62,7 @@ def hurry_session() -> bool:
     schedule (a periodic tick came while it still ran), so it stops yielding to the job until
     :func:`calm_session`. Returns whether it did (needs the right to raise a priority: root, or
     ``RLIMIT_NICE``; otherwise snapshots keep yielding)."""
-    if not _Session.lowered or _Session.hurried:
+    if _Session.lowered is None or _Session.hurried:
         return False
     try:
         AUTOGROUP.write_text("0\n")
@@ -75,11 +75,12 @@ def hurry_session() -> bool:
 
 
 def calm_session() -> None:
-    """Lower the agent's session again after :func:`hurry_session`."""
+    """Lower the agent's session again, to what :func:`lower_this_session` gave it, after
+    :func:`hurry_session`."""
     if _Session.hurried:
         _Session.hurried = False
         with contextlib.suppress(OSError):
-            AUTOGROUP.write_text("19\n")
+            AUTOGROUP.write_text(f"{_Session.lowered}\n")
 
 
 def lower_this_thread(*, nice: int = 19, io_level: int = 7) -> None:
