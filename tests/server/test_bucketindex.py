@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,22 +14,6 @@ from hpcsnap.server import blobrefs
 from hpcsnap.server import bucketindex as bx
 from hpcsnap.server.db import Bucket, Object, User
 from hpcsnap.server.db.session import Database
-from tests.services import Postgres
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    else:
-        pg: Postgres = request.getfixturevalue("postgres")
-        url = pg.create_database(f"publish_{tmp_path.name[-12:].lower()}")
-    database = Database(url)
-    database.upgrade()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def entry(path: str, digest: str, size: int = 1) -> FileEntry:

@@ -33,7 +33,7 @@ from hpcsnap.server.context import ServerContext
 from hpcsnap.server.db import Task
 from hpcsnap.server.db.models import utcnow
 from hpcsnap.server.events import record_state
-from hpcsnap.server.lifecycle import set_state
+from hpcsnap.server.lifecycle import lock_task, set_state
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class Scheduler:
         to_cancel: list[str] = []
         with self.ctx.db.session() as s:
             for task_uuid in due:
-                task = s.get(Task, task_uuid, with_for_update=True)
+                task = lock_task(s, task_uuid)
                 if task is None or task.executor_id is None:
                     continue
                 verdict = _verdict(task, states, now, timeout)

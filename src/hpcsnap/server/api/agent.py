@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hpcsnap.agent.protocol import (
+    TERMINAL_STATES,
     AgentEvents,
     AgentSpec,
     LogReport,
@@ -42,7 +43,7 @@ from hpcsnap.server.db import LogChunk, Snapshot, Task
 from hpcsnap.server.db.models import utcnow
 from hpcsnap.server.errors import Conflict, NotFound
 from hpcsnap.server.events import EventType, record_log, record_progress, record_snapshot
-from hpcsnap.server.lifecycle import set_state
+from hpcsnap.server.lifecycle import lock_task, set_state
 from hpcsnap.server.resume import agent_manifests
 from hpcsnap.server.snapshots import as_request, commit_snapshot, create_snapshot, fail_abandoned
 
@@ -60,10 +61,11 @@ Agent = Annotated[Caller, Depends(agent_caller)]
 
 
 def _task(session: Session, task_uuid: str, *, seen: bool = True, lock: bool = False) -> Task:
-    """The agent's task; ``seen`` records that its agent is alive; ``lock`` holds the row
-    (``SELECT ... FOR UPDATE`` on PostgreSQL) so that a state report and the scheduler's
-    verdict on another server cannot overwrite each other."""
-    task = session.get(Task, task_uuid, with_for_update=lock)
+    """The agent's task; ``seen`` records that its agent is alive; ``lock`` holds it
+    (:func:`~hpcsnap.server.lifecycle.lock_task`) so that a state report, the opening of a
+    snapshot and the scheduler's verdict (on this server or another) cannot overwrite or miss
+    each other."""
+    task = lock_task(session, task_uuid) if lock else session.get(Task, task_uuid)
     if task is None:
         raise NotFound(f"task {task_uuid} not found")
     if seen:
@@ -258,9 +260,15 @@ def commit_results(task_uuid: str, body: ResultsCommit, agent: Agent, ctx: Ctx) 
 
 @router.post("/snapshots")
 def new_snapshot(task_uuid: str, body: NewSnapshot, agent: Agent, ctx: Ctx) -> dict[str, Any]:
-    """A snapshot the agent starts itself (periodic tick, in-job request, final capture)."""
+    """A snapshot the agent starts itself (periodic tick, in-job request, final capture).
+
+    Refused once the task has ended: its agent's credential is revoked then, but it was checked
+    before this transaction, and the ending fails only the snapshots it can see; the task's lock
+    orders the two."""
     with ctx.db.session() as session:
-        task = _task(session, task_uuid)
+        task = _task(session, task_uuid, lock=True)
+        if task.state in TERMINAL_STATES:
+            raise Conflict(f"task {task_uuid} has ended ({task.state}): no new snapshot")
         snap = create_snapshot(
             session,
             task,

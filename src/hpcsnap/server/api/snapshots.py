@@ -70,7 +70,7 @@ async def trigger(task_uuid: str, request: Request, ctx: Ctx, user: User) -> dic
     body = await _body(request, SnapshotBody)
     _check_target(body)
     with ctx.db.session() as session:
-        task = get_task(session, user, task_uuid)
+        task = get_task(session, user, task_uuid, lock=True)
         if task.state not in RUNNING_STATES:
             raise Conflict(
                 f"task {task_uuid} is {task.state}: only a running task (FullyExecuting) "
@@ -97,7 +97,7 @@ async def periodic(task_uuid: str, request: Request, ctx: Ctx, user: User) -> di
     check_interval(ctx.settings, body.interval)
     _check_target(body)
     with ctx.db.session() as session:
-        task = get_task(session, user, task_uuid)
+        task = get_task(session, user, task_uuid, lock=True)
         if task.state in TERMINAL_STATES:
             raise Conflict(f"task {task_uuid} has ended ({task.state})")
         task.snapshot_interval = body.interval

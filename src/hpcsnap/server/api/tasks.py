@@ -23,7 +23,7 @@ from hpcsnap.server.config import Settings
 from hpcsnap.server.db import LogChunk, Task
 from hpcsnap.server.errors import ApiError, BadRequest, Forbidden, NotFound
 from hpcsnap.server.events import record_state
-from hpcsnap.server.lifecycle import set_state
+from hpcsnap.server.lifecycle import lock_task, set_state
 from hpcsnap.server.resume import ResumeFrom, resolve
 from hpcsnap.server.retention import check_retention
 from hpcsnap.server.taskgc import collect_task
@@ -245,9 +245,10 @@ def _submit_one(ctx: Ctx, user: Caller, body: Any) -> dict[str, Any]:
         return {"uuid": None, "statusCode": exc.status, "message": exc.message}
 
 
-def get_task(session: Session, caller: Caller, task_uuid: str) -> Task:
-    """The caller's task; another user's task is answered exactly as a missing one."""
-    task = session.get(Task, task_uuid)
+def get_task(session: Session, caller: Caller, task_uuid: str, *, lock: bool = False) -> Task:
+    """The caller's task; another user's task is answered exactly as a missing one. ``lock``
+    holds it (:func:`~hpcsnap.server.lifecycle.lock_task`) for a decision on its state."""
+    task = lock_task(session, task_uuid) if lock else session.get(Task, task_uuid)
     if task is None or task.owner_id != caller.user_id or task.deleted:
         raise NotFound(f"task {task_uuid} not found")
     return task
@@ -278,7 +279,7 @@ def request_abort(session: Session, task: Task) -> None:
 
 @router.post("/tasks/{task_uuid}/abort")
 def abort(task_uuid: str, user: User, session: DbSession) -> dict[str, Any]:
-    task = get_task(session, user, task_uuid)
+    task = get_task(session, user, task_uuid, lock=True)
     request_abort(session, task)
     return task_json(task)
 
@@ -288,7 +289,7 @@ def delete_task(task_uuid: str, ctx: Ctx, user: User) -> Response:
     """Delete a task (aborting it first if it runs). Its result bucket is kept; what only its
     snapshots held is freed (unless a task resumed from one may still restore it)."""
     with ctx.db.session() as session:
-        task = get_task(session, user, task_uuid)
+        task = get_task(session, user, task_uuid, lock=True)
         if task.state not in TERMINAL_STATES:
             request_abort(session, task)
         task.deleted = True
