@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -197,3 +198,35 @@ def test_tap_sees_every_byte_and_the_end_once() -> None:
     assert seen == [b"abc", b"de", b"fgh"]
     assert ends == [3], "on_eof runs once, when the end is reached"
     assert src.closed
+
+
+class Remote(Unstaged):
+    """As :class:`Unstaged`, described as a remote store: existence checks run concurrently."""
+
+    def __init__(self, backend: LocalBackend) -> None:
+        super().__init__(backend)
+        self.threads: set[int] = set()
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": "remote"}
+
+    def stat(self, key: str) -> int | None:
+        self.threads.add(threading.get_ident())
+        return self._backend.stat(key)
+
+
+@pytest.mark.parametrize("count", [3, 100])
+def test_stored_names_exactly_the_digests_present(tmp_path: Path, count: int) -> None:
+    backend = LocalBackend(tmp_path / "store")
+    remote = Remote(backend)
+    present = [
+        ContentStore(backend, "u").put_file(write(tmp_path / f"f{i}", b"%d" % i)).digest
+        for i in range(count)
+    ]
+    absent = [xxh(b"never stored %d" % i) for i in range(count)]
+    asked = [d for pair in zip(absent, present, strict=True) for d in pair]
+    for store in (ContentStore(backend, "u"), ContentStore(remote, "u")):  # type: ignore[arg-type]
+        assert store.stored(asked) == set(present)
+    # a remote store is asked from other threads when there are many digests
+    here = threading.get_ident()
+    assert remote.threads == {here} if count <= 16 else here not in remote.threads

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, text, update
@@ -158,13 +157,6 @@ def referenced(
     return found
 
 
-def _present(store: ContentStore, digests: list[str]) -> set[str]:
-    if len(digests) <= 16:
-        return {d for d in digests if store.has(d)}
-    with ThreadPoolExecutor(8) as pool:
-        return {d for d, ok in zip(digests, pool.map(store.has, digests), strict=True) if ok}
-
-
 def check_stored(
     session: Session,
     store: ContentStore,
@@ -191,7 +183,7 @@ def check_stored(
     if not wanted:
         return
     unproven = sorted(wanted - referenced(session, owner_id, wanted))
-    missing = sorted(set(unproven) - _present(store, unproven))
+    missing = sorted(set(unproven) - store.stored(unproven))
     if missing:
         raise MissingContent(missing)
 
