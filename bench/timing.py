@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -59,19 +60,41 @@ def _prepare(cold: bool) -> None:
         os.sync()
 
 
+def disk_written(path: Path) -> int | None:
+    """Bytes written so far to the block device holding ``path`` (its ``stat`` in sysfs), or
+    None where that is not known (no such device: tmpfs, overlay, a network file system)."""
+    dev = os.stat(path).st_dev
+    try:
+        fields = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}/stat").read_text().split()
+    except OSError:
+        return None
+    return int(fields[6]) * 512  # sectors written, always in 512-byte units
+
+
 def compare(
-    sides: Mapping[str, Callable[[int], object]], *, runs: int, cold: bool = False
+    sides: Mapping[str, Callable[[int], object]],
+    *,
+    runs: int,
+    cold: bool = False,
+    written: dict[str, list[int]] | None = None,
+    device_of: Path | None = None,
 ) -> dict[str, Sample]:
     """Time each side ``runs`` times, interleaved (round 1: A, B, C; round 2: A, B, C...), so
     that a machine growing slower or faster during the measure weighs on every side alike.
-    Each action gets the round number (e.g. to write to a fresh directory)."""
+    Each action gets the round number (e.g. to write to a fresh directory). With ``written``
+    and ``device_of``, also what each run wrote to the disk holding ``device_of`` while it
+    was timed (where the machine tells)."""
     times: dict[str, list[float]] = {name: [] for name in sides}
     for round_ in range(runs):
         for name, action in sides.items():
             _prepare(cold)
+            before = disk_written(device_of) if device_of is not None else None
             start = time.perf_counter()
             action(round_)
             times[name].append(time.perf_counter() - start)
+            after = disk_written(device_of) if device_of is not None else None
+            if written is not None and before is not None and after is not None:
+                written.setdefault(name, []).append(after - before)
     return {name: Sample(statistics.median(t), min(t), max(t), len(t)) for name, t in times.items()}
 
 
