@@ -206,13 +206,13 @@ class LocalBackend:
                         removed += 1
         return removed
 
-    def _path(self, key: str) -> Path:
-        return self._objects / check_key(key)
-
     def _file(self, key: str) -> str:
-        """:meth:`_path` as a string: once or twice per put, where ``Path`` costs more than the
-        system call it prepares."""
+        """The file of ``key``, as a string: once or twice per put, where a ``Path`` costs more
+        than the system call it prepares."""
         return f"{self._objects_s}/{check_key(key)}"
+
+    def _path(self, key: str) -> Path:
+        return Path(self._file(key))
 
     def failure(self, exc: OSError, what: str) -> BlobError:
         """The blob store error for a failure of this store's file system while ``what``."""

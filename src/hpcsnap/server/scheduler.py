@@ -212,7 +212,9 @@ def _verdict(
     """What the watch does to an active task, or None: its job is queued and aborted
     (``cancel-queued``) or queued for a while (``queued``: marked as heard of), ended without its
     agent's last report (``ended``), its agent silent too long (``lost``), or its abort taking
-    too long (``stop``: the job is stopped)."""
+    too long (``stop``: the job is stopped). A job that ended less than :data:`EXIT_GRACE` ago
+    gets None even when its abort is overdue: there is nothing left to stop, and its agent's
+    last report (or ``ended``, after the grace) settles the task."""
     if task.state not in ACTIVE_STATES or task.executor_id is None:
         return None
     seen = task.agent_seen or task.state_transition_time
