@@ -78,19 +78,24 @@ def test_a_tick_during_a_capture_is_skipped_and_counted(tmp_path: Path) -> None:
 def test_a_late_snapshot_stops_yielding_until_it_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A tick that finds the capture still running hurries the agent's session (its CPU share
-    back, see tests/agent/test_priority.py); the end of that capture calms it again."""
+    """A capture still running when the next tick is near (or due) hurries the agent's session
+    (its CPU share back, see tests/agent/test_priority.py); the end of that capture calms it
+    again."""
     calls: list[str] = []
     monkeypatch.setattr(snapshots, "hurry_session", lambda: calls.append("hurry"))
     monkeypatch.setattr(snapshots, "calm_session", lambda: calls.append("calm"))
     snap, server, clock = make(tmp_path, 5)
     clock.now += 5
     assert snap.tick() == "opened" and calls == []
-    clock.now += 5
-    assert snap.tick() == "skipped" and calls == ["hurry"]  # the first has not even started
+    clock.now += 2.9
+    assert snap.tick() == "idle" and calls == []  # it yields while the next tick is far
+    clock.now += 0.2
+    assert snap.tick() == "idle" and calls == ["hurry"]  # 2 s before: it stops yielding
+    clock.now += 1.9
+    assert snap.tick() == "skipped" and calls == ["hurry"] * 2  # the first has not even started
     snap.start()
     snap.stop()
-    assert calls == ["hurry", "calm"]
+    assert calls == ["hurry", "hurry", "calm"]
     assert [path for _, path in server.calls][-1].endswith("/commit")
 
 

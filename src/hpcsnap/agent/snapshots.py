@@ -41,6 +41,12 @@ from hpcsnap.snapshot.manifest import Entry, Manifest
 
 log = logging.getLogger(__name__)
 
+HURRY_AHEAD = 0.4
+"""A capture still running this share of the periodic interval before the next tick stops
+yielding to the job (:func:`~hpcsnap.agent.priority.hurry_session`) until it ends, so that the
+tick finds it done rather than being skipped: snapshots yield only while they keep their
+schedule."""
+
 
 class ManifestStore:
     """Stores manifests as blobs; a manifest equal to the previous one reuses its blob, so an
@@ -198,17 +204,26 @@ class Snapshotter:
             except CredentialRevoked:
                 return
 
+    def _pending(self) -> bool:
+        """Whether a capture runs or waits."""
+        return self._busy.locked() or not self._queue.empty()
+
     def tick(self) -> str:
         """One look at the periodic schedule: ``idle`` (not due), ``skipped`` (due while a
-        capture runs or waits: snapshots never overlap), ``opened`` or ``error``."""
+        capture runs or waits: snapshots never overlap), ``opened`` or ``error``. A capture
+        that runs or waits when the tick is near (:data:`HURRY_AHEAD`), or due, is hurried."""
         with self._cfg:
             due = self._next_tick
-            if due is None or self.clock() < due:
+            if due is None:
+                return "idle"
+            if self.clock() < due:
+                if self.clock() >= due - HURRY_AHEAD * self._periodic.interval and self._pending():
+                    hurry_session()  # once per capture; calmed when it ends
                 return "idle"
             self._next_tick = due + self._periodic.interval
             if self._next_tick < self.clock():
                 self._next_tick = self.clock() + self._periodic.interval
-        if self._busy.locked() or not self._queue.empty():
+        if self._pending():
             self.skipped_ticks += 1
             log.info("periodic tick skipped: a snapshot is still running")
             hurry_session()
