@@ -4,7 +4,6 @@ the progress rate limit, deletion events, reading in pages."""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,10 +12,10 @@ from sqlalchemy import select
 
 from hpcsnap.agent.protocol import SnapshotStatus, TaskState
 from hpcsnap.server import events
-from hpcsnap.server.auth import create_user
 from hpcsnap.server.db import Database, LogChunk, Snapshot, Task, TaskEvent
 from hpcsnap.server.lifecycle import set_state
 from hpcsnap.server.snapshots import create_snapshot
+from tests.server.helpers import new_task
 
 
 @pytest.fixture()
@@ -27,21 +26,6 @@ def db(tmp_path: Path) -> Iterator[Database]:
         yield database
     finally:
         database.dispose()
-
-
-def new_task(db: Database, state: TaskState = TaskState.EXECUTING) -> str:
-    with db.session() as s:
-        user, _ = create_user(s, f"u-{uuid.uuid4().hex[:6]}")
-        task = Task(
-            uuid=str(uuid.uuid4()),
-            owner_id=user.id,
-            name="t",
-            command="true",
-            result_bucket="out",
-            state=state.value,
-        )
-        s.add(task)
-        return task.uuid
 
 
 def types(db: Database, task_uuid: str) -> list[str]:

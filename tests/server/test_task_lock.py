@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,25 +14,10 @@ from sqlalchemy import func, select
 
 from hpcsnap.agent.protocol import NewSnapshot, TaskState
 from hpcsnap.server.api.agent import new_snapshot
-from hpcsnap.server.auth import create_user
-from hpcsnap.server.db import Database, Snapshot, Task
+from hpcsnap.server.db import Database, Snapshot
 from hpcsnap.server.errors import Conflict
 from hpcsnap.server.lifecycle import lock_task, set_state
-
-
-def new_task(db: Database) -> str:
-    with db.session() as s:
-        user, _ = create_user(s, f"u-{uuid.uuid4().hex[:6]}")
-        task = Task(
-            uuid=str(uuid.uuid4()),
-            owner_id=user.id,
-            name="t",
-            command="true",
-            result_bucket="out",
-            state=TaskState.EXECUTING.value,
-        )
-        s.add(task)
-        return task.uuid
+from tests.server.helpers import new_task
 
 
 def test_a_second_lock_waits_and_reads_what_the_first_wrote(db: Database) -> None:
