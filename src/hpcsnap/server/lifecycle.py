@@ -22,7 +22,10 @@ def lock_task(session: Session, task_uuid: str) -> Task | None:
     driver), so there a write that changes nothing takes the database's write lock first.
     """
     if session.get_bind().dialect.name == "sqlite":
-        session.execute(update(Task).where(Task.uuid == task_uuid).values(state=Task.state))
+        session.execute(
+            update(Task).where(Task.uuid == task_uuid).values(state=Task.state),
+            execution_options={"synchronize_session": False},  # it changes nothing
+        )
     return session.get(Task, task_uuid, with_for_update=True, populate_existing=True)
 
 
