@@ -200,15 +200,16 @@ def test_tap_sees_every_byte_and_the_end_once() -> None:
     assert src.closed
 
 
-class Remote(Unstaged):
-    """As :class:`Unstaged`, described as a remote store: existence checks run concurrently."""
+class Watched(Unstaged):
+    """As :class:`Unstaged`, described as a store of ``kind``; records the threads that stat."""
 
-    def __init__(self, backend: LocalBackend) -> None:
+    def __init__(self, backend: LocalBackend, kind: str) -> None:
         super().__init__(backend)
+        self.kind = kind
         self.threads: set[int] = set()
 
     def describe(self) -> dict[str, str]:
-        return {"kind": "remote"}
+        return {"kind": self.kind}
 
     def stat(self, key: str) -> int | None:
         self.threads.add(threading.get_ident())
@@ -218,15 +219,16 @@ class Remote(Unstaged):
 @pytest.mark.parametrize("count", [3, 100])
 def test_stored_names_exactly_the_digests_present(tmp_path: Path, count: int) -> None:
     backend = LocalBackend(tmp_path / "store")
-    remote = Remote(backend)
     present = [
         ContentStore(backend, "u").put_file(write(tmp_path / f"f{i}", b"%d" % i)).digest
         for i in range(count)
     ]
     absent = [xxh(b"never stored %d" % i) for i in range(count)]
     asked = [d for pair in zip(absent, present, strict=True) for d in pair]
-    for store in (ContentStore(backend, "u"), ContentStore(remote, "u")):  # type: ignore[arg-type]
-        assert store.stored(asked) == set(present)
-    # a remote store is asked from other threads when there are many digests
+    local, remote = Watched(backend, "local"), Watched(backend, "s3")
+    for watched in (local, remote):
+        assert ContentStore(watched, "u").stored(asked) == set(present)  # type: ignore[arg-type]
+    # a local store is asked in the calling thread; a remote one from others when there are many
     here = threading.get_ident()
+    assert local.threads == {here}
     assert remote.threads == {here} if count <= 16 else here not in remote.threads

@@ -8,9 +8,9 @@ and a thread's niceness only counts against the threads of its own session: the 
 runs in a session of its own, so the agent also lowers its own session (:func:`lower_this_session`).
 Without that, a snapshot thread at nice 19 still takes a whole session's share of a core from a
 job that keeps every core busy (measured: bench/README.md, P4). Lowered, a snapshot of such a job
-gets almost no CPU, so a snapshot still running when the next periodic tick comes takes its
-normal share until it ends (:func:`hurry_session`): snapshots yield to the job as long as they
-keep their schedule.
+gets almost no CPU, so a snapshot still running when the next periodic tick is near takes its
+normal share until it ends (:func:`hurry_session`): snapshots yield to the job as long as that
+keeps their schedule.
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ def lower_this_session(nice: int = 19) -> bool:
 
 def hurry_session() -> bool:
     """Give the agent's session back its normal share of CPU: a snapshot is falling behind its
-    schedule (a periodic tick came while it still ran), so it stops yielding to the job until
-    :func:`calm_session`. Returns whether it did (needs the right to raise a priority: root, or
-    ``RLIMIT_NICE``; otherwise snapshots keep yielding)."""
+    schedule (the next periodic tick is near, or came, while it still runs), so it stops yielding
+    to the job until :func:`calm_session`. Returns whether it did (needs the right to raise a
+    priority: root, or ``RLIMIT_NICE``; otherwise snapshots keep yielding)."""
     if _Session.lowered is None or _Session.hurried:
         return False
     try:

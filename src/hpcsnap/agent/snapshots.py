@@ -216,8 +216,9 @@ class Snapshotter:
             due = self._next_tick
             if due is None:
                 return "idle"
-            if self.clock() < due:
-                if self.clock() >= due - HURRY_AHEAD * self._periodic.interval and self._pending():
+            now = self.clock()
+            if now < due:
+                if now >= due - HURRY_AHEAD * self._periodic.interval and self._pending():
                     hurry_session()  # once per capture; calmed when it ends
                 return "idle"
             self._next_tick = due + self._periodic.interval
