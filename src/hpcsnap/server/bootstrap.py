@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select, text, update
+from sqlalchemy.orm import Session
 
 from hpcsnap.server.auth import create_user
 from hpcsnap.server.db import Database, User
 from hpcsnap.server.s3.secrets import sealer_for
+
+#: Key of the PostgreSQL advisory lock held while looking for the first user.
+_BOOTSTRAP_LOCK = 0x6870_736E_6175  # "hpsnau"
 
 
 def ensure_admin(db: Database, data_dir: Path) -> str | None:
@@ -19,6 +23,7 @@ def ensure_admin(db: Database, data_dir: Path) -> str | None:
     if the console scrolled away.
     """
     with db.session() as s:
+        _one_at_a_time(s)
         if s.scalar(select(func.count()).select_from(User)):
             return None
         _, token = create_user(s, "admin", is_admin=True, sealer=sealer_for(data_dir))
@@ -27,3 +32,17 @@ def ensure_admin(db: Database, data_dir: Path) -> str | None:
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token
+
+
+def _one_at_a_time(session: Session) -> None:
+    """Make servers that start together on one empty database look for users one after the
+    other (until this transaction ends), so that exactly one creates the admin and the others
+    see it. PostgreSQL: an advisory lock. SQLite takes no lock until a transaction's first
+    write: a write that changes nothing takes the database's write lock first."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _BOOTSTRAP_LOCK})
+    else:
+        session.execute(
+            update(User).where(false()).values(name=User.name),
+            execution_options={"synchronize_session": False},
+        )
