@@ -179,8 +179,8 @@ def test_a_tick_with_every_agent_heard_of_writes_and_locks_nothing(ctx: ServerCo
 
 
 def test_a_waiting_agent_hears_of_what_another_server_wrote(ctx: ServerContext) -> None:
-    """The long-poll's re-read (five times a second while an agent waits, for what a request
-    to another server process wrote): quiet until a snapshot is requested, the periodic
+    """The long-poll's re-read (every HPCSNAP_PEER_POLL_MS while an agent waits, for what a
+    request to another server process wrote): quiet until a snapshot is requested, the periodic
     settings change, or the task is aborted."""
     from hpcsnap.server.api.agent import _news
     from hpcsnap.server.snapshots import create_snapshot

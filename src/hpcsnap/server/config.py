@@ -44,6 +44,9 @@ class Settings:
     )
     #: An agent silent for this long is declared lost and its task fails.
     agent_timeout: int = field(default=60, metadata={"env": "HPCSNAP_AGENT_TIMEOUT"})
+    #: How often (milliseconds) a waiting agent's long-poll re-reads the database for what
+    #: another server process wrote; what this process writes wakes it at once.
+    peer_poll_ms: int = field(default=1000, metadata={"env": "HPCSNAP_PEER_POLL_MS"})
     #: Unprivileged user that runs task commands when the server runs as root.
     task_user: str = field(default="hpcsnap-task", metadata={"env": "HPCSNAP_TASK_USER"})
     #: Where blobs live: ``local`` (``<data dir>/blobs``) or ``s3://bucket[/prefix]``.

@@ -1,8 +1,9 @@
 """In-process wake-ups: answer an agent's long-poll as soon as something is committed for it.
 
-Waiters also re-read the database on a short period, so several server processes sharing one
-database still work; this only removes the polling delay when the request and the long-poll
-land on the same process.
+Every change an agent must hear of (a snapshot requested, an abort, a deletion, new periodic
+settings) wakes its key after the commit (:func:`wake_after_commit`). Waiters also re-read the
+database on a slower period (``HPCSNAP_PEER_POLL_MS``), for what another server process sharing
+the database wrote.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from sqlalchemy import event as orm_events
+from sqlalchemy.orm import Session
 
 _lock = threading.Lock()
 _waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
@@ -39,3 +43,9 @@ def wake(key: str) -> None:
         waiters = list(_waiters.get(key, ()))
     for loop, event in waiters:
         loop.call_soon_threadsafe(event.set)
+
+
+def wake_after_commit(session: Session, key: str) -> None:
+    """Wake the waiters of ``key`` once ``session``'s transaction is committed (so that what
+    they read then includes it); not at all if it is rolled back."""
+    orm_events.listen(session, "after_commit", lambda _s: wake(key), once=True)

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 import uuid as uuidlib
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hpcsnap.agent.protocol import SnapshotCommit, SnapshotRequest, SnapshotStatus
@@ -83,7 +83,7 @@ def create_snapshot(
     session.flush()
     record_snapshot(session, snap, EventType.SNAPSHOT_TRIGGERED)
     # Wake the agent's long-poll once this snapshot is visible to it.
-    event.listen(session, "after_commit", lambda _s: notify.wake(task.uuid), once=True)
+    notify.wake_after_commit(session, task.uuid)
     return snap
 
 

@@ -183,6 +183,10 @@ def _events(ctx: ServerContext, task_uuid: str, *, seen: bool) -> AgentEvents:
         )
 
 
+WAKE_CHECK = 0.2
+"""Seconds between a waiting long-poll's in-process checks: its client gone, a shell due."""
+
+
 @router.get("/events")
 async def events(
     task_uuid: str, agent: Agent, ctx: Ctx, request: Request, wait: float = 0, version: int = -1
@@ -193,6 +197,7 @@ async def events(
     kept "alive" by its abandoned request.
     """
     deadline = time.monotonic() + min(max(wait, 0.0), 30.0)
+    peer_poll = ctx.settings.peer_poll_ms / 1000
     first = True
     with notify.subscribe(task_uuid) as woken:
         while True:
@@ -208,21 +213,25 @@ async def events(
                 or ev.deleted
             ):
                 return dump(ev)
+            next_read = time.monotonic() + peer_poll
             while True:
                 if time.monotonic() >= deadline or await request.is_disconnected():
                     return dump(ev)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), timeout=0.2)
+                    await asyncio.wait_for(woken.wait(), timeout=WAKE_CHECK)
                 if woken.is_set() or shells.due(task_uuid):
                     break
                 # another server process may have written something for this agent
-                if await run_in_threadpool(_news, ctx, task_uuid, version):
-                    break
+                now = time.monotonic()
+                if now >= next_read:
+                    next_read = now + peer_poll
+                    if await run_in_threadpool(_news, ctx, task_uuid, version):
+                        break
 
 
 def _news(ctx: ServerContext, task_uuid: str, version: int) -> bool:
     """Whether the agent's long-poll has something to answer (see :func:`_events`), in one
-    small read: it runs five times a second for every waiting agent."""
+    small read: it runs every ``HPCSNAP_PEER_POLL_MS`` for every waiting agent."""
     triggered = (
         select(Snapshot.id)
         .where(

@@ -1,0 +1,72 @@
+"""A waiting agent hears at once of what its server writes for it, without re-reading the database
+(which it does only every ``HPCSNAP_PEER_POLL_MS``, for what other server processes wrote)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import Api, ServerProcess, agent_token
+
+WAIT = 30
+"""The long-poll's own deadline: an answer well before it was woken."""
+
+
+@pytest.fixture(scope="module")
+def deaf_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server whose long-polls never re-read the database within a test (10 minutes)."""
+    srv = ServerProcess(tmp_path_factory.mktemp("deaf"), HPCSNAP_PEER_POLL_MS="600000")
+    srv.start()
+    yield srv
+    srv.cleanup()
+
+
+def answer_time(agent: httpx.Client, version: int, change: Callable[[], Any]) -> tuple[dict, float]:
+    """Start a long-poll, make ``change`` while it waits; its answer and how long after."""
+    with ThreadPoolExecutor(1) as pool:
+        poll = pool.submit(
+            agent.get, "/events", params={"wait": WAIT, "version": version}, timeout=WAIT + 30
+        )
+        time.sleep(1)
+        assert not poll.done(), "the long-poll answered before anything changed"
+        start = time.monotonic()
+        change()
+        resp = poll.result()
+    assert resp.status_code == 200, resp.text
+    return resp.json(), time.monotonic() - start
+
+
+@pytest.mark.parametrize("what", ["periodic settings", "manual snapshot", "abort"])
+def test_a_change_wakes_the_waiting_agent_at_once(deaf_server: ServerProcess, what: str) -> None:
+    api: Api = deaf_server.user(f"wake{what.split()[0]}")
+    uuid = api.submit("sleep 600")
+    api.wait(uuid, {"FullyExecuting"})
+    agent = httpx.Client(
+        base_url=f"{deaf_server.url}/v1/agent/tasks/{uuid}",
+        headers={"Authorization": f"Bearer {agent_token(uuid)}"},
+    )
+    version = agent.get("/events", params={"wait": 0}).json()["periodic"]["version"]
+    changes: dict[str, tuple[Callable[[], Any], Callable[[dict], bool]]] = {
+        "periodic settings": (
+            lambda: api.ok("POST", f"/tasks/{uuid}/snapshot/periodic", json={"interval": 60}),
+            lambda ev: ev["periodic"]["version"] != version and ev["periodic"]["interval"] == 60,
+        ),
+        "manual snapshot": (
+            lambda: api.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "now"}),
+            lambda ev: any(s["label"] == "now" for s in ev["snapshots"]),
+        ),
+        "abort": (lambda: api.ok("POST", f"/tasks/{uuid}/abort"), lambda ev: ev["abort"]),
+    }
+    change, heard = changes[what]
+    try:
+        ev, after = answer_time(agent, version, change)
+        assert heard(ev), ev
+        assert after < WAIT / 2, f"answered {after:.1f} s after the change: not woken"
+    finally:
+        api.post(f"/tasks/{uuid}/abort")
+        agent.close()
