@@ -47,6 +47,10 @@ yielding to the job (:func:`~hpcsnap.agent.priority.hurry_session`) until it end
 tick finds it done rather than being skipped: snapshots yield only while they keep their
 schedule."""
 
+PROGRESS_EVERY = 1.0
+"""Seconds between two progress reports of a capture to the server (the last one is always
+sent): each costs the server a transaction, and a job sharing the machine pays for it."""
+
 
 class ManifestStore:
     """Stores manifests as blobs; a manifest equal to the previous one reuses its blob, so an
@@ -271,7 +275,7 @@ class Snapshotter:
 
         def progress(p: Progress) -> None:
             now = time.monotonic()
-            if now - last[0] < 0.5 and p.transferred < p.size_to_upload:
+            if now - last[0] < PROGRESS_EVERY and p.transferred < p.size_to_upload:
                 return
             last[0] = now
             self._report(req.id, SnapshotStatus.IN_PROGRESS, p)
