@@ -26,15 +26,20 @@ const hpc = (() => {
       return { ok: false, status: 0, data: { message: "The server cannot be reached; retrying." } };
     }
     let data = {};
+    let readable = true;
     try {
       data = await response.json();
     } catch (err) {
+      // aborted while the body was arriving (a newer call superseded this one): the caller's
+      // abort, as when it comes before the answer
+      if (err && err.name === "AbortError") throw err;
+      readable = false;
       data = { message: `Unexpected answer from the server (HTTP ${response.status}).` };
     }
     if (response.status === 401) {
       window.location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
     }
-    return { ok: response.ok, status: response.status, data };
+    return { ok: response.ok && readable, status: response.status, data };
   }
 
   /** Call fn every `ms` while the page is visible; fn returns false to stop. */
