@@ -14,7 +14,8 @@ import pytest
 from tests.support import Api, ServerProcess, agent_token
 
 WAIT = 30
-"""The long-poll's own deadline: an answer well before it was woken."""
+"""The long-poll's own deadline. A poll that is not woken answers then with what it read before
+the change, so its answer alone tells whether it was woken (no timing to assert)."""
 
 
 @pytest.fixture(scope="module")
@@ -26,19 +27,18 @@ def deaf_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
     srv.cleanup()
 
 
-def answer_time(agent: httpx.Client, version: int, change: Callable[[], Any]) -> tuple[dict, float]:
-    """Start a long-poll, make ``change`` while it waits; its answer and how long after."""
+def answer(agent: httpx.Client, version: int, change: Callable[[], Any]) -> dict:
+    """Start a long-poll, make ``change`` while it waits; its answer."""
     with ThreadPoolExecutor(1) as pool:
         poll = pool.submit(
             agent.get, "/events", params={"wait": WAIT, "version": version}, timeout=WAIT + 30
         )
         time.sleep(1)
         assert not poll.done(), "the long-poll answered before anything changed"
-        start = time.monotonic()
         change()
         resp = poll.result()
     assert resp.status_code == 200, resp.text
-    return resp.json(), time.monotonic() - start
+    return resp.json()
 
 
 @pytest.mark.parametrize("what", ["periodic settings", "manual snapshot", "abort"])
@@ -64,9 +64,8 @@ def test_a_change_wakes_the_waiting_agent_at_once(deaf_server: ServerProcess, wh
     }
     change, heard = changes[what]
     try:
-        ev, after = answer_time(agent, version, change)
-        assert heard(ev), ev
-        assert after < WAIT / 2, f"answered {after:.1f} s after the change: not woken"
+        ev = answer(agent, version, change)
+        assert heard(ev), f"not woken: the poll answered at its deadline with {ev}"
     finally:
         api.post(f"/tasks/{uuid}/abort")
         agent.close()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import false, func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from hpcsnap.server.auth import create_user
 from hpcsnap.server.db import Database, User
+from hpcsnap.server.db.session import hold_write_lock
 from hpcsnap.server.s3.secrets import sealer_for
 
 #: Key of the PostgreSQL advisory lock held while looking for the first user.
@@ -37,12 +38,7 @@ def ensure_admin(db: Database, data_dir: Path) -> str | None:
 def _one_at_a_time(session: Session) -> None:
     """Make servers that start together on one empty database look for users one after the
     other (until this transaction ends), so that exactly one creates the admin and the others
-    see it. PostgreSQL: an advisory lock. SQLite takes no lock until a transaction's first
-    write: a write that changes nothing takes the database's write lock first."""
+    see it: an advisory lock on PostgreSQL, the write lock on SQLite."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _BOOTSTRAP_LOCK})
-    else:
-        session.execute(
-            update(User).where(false()).values(name=User.name),
-            execution_options={"synchronize_session": False},
-        )
+    hold_write_lock(session)

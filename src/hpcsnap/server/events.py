@@ -24,7 +24,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hpcsnap.server import notify
@@ -34,7 +34,6 @@ from hpcsnap.server.taskviews import fmt_date_ms
 
 #: The least time between two ``snapshot.progress`` events of one snapshot.
 PROGRESS_EVERY = dt.timedelta(seconds=2)
-_PENDING_WAKES = "hpcsnap.event_wakes"
 
 
 class EventType(enum.StrEnum):
@@ -53,19 +52,6 @@ class EventType(enum.StrEnum):
 def wake_key(task_uuid: str) -> str:
     """The :mod:`~hpcsnap.server.notify` key woken when a task's events are committed."""
     return f"events:{task_uuid}"
-
-
-def _wake_after_commit(session: Session, task_uuid: str) -> None:
-    pending: set[str] | None = session.info.get(_PENDING_WAKES)
-    if pending is None:
-        pending = session.info[_PENDING_WAKES] = set()
-
-        def fire(s: Session) -> None:
-            for key in s.info.pop(_PENDING_WAKES, set()):
-                notify.wake(wake_key(key))
-
-        event.listen(session, "after_commit", fire, once=True)
-    pending.add(task_uuid)
 
 
 def record(
@@ -88,7 +74,7 @@ def record(
         data=data,
     )
     session.add(ev)
-    _wake_after_commit(session, task_uuid)
+    notify.wake_after_commit(session, wake_key(task_uuid))
     return ev
 
 

@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hpcsnap.agent.protocol import TERMINAL_STATES, SnapshotStatus, TaskState
 from hpcsnap.server.auth import revoke_agent_tokens
 from hpcsnap.server.db import Snapshot, Task
 from hpcsnap.server.db.models import utcnow
+from hpcsnap.server.db.session import hold_write_lock
 from hpcsnap.server.events import EventType, record_end, record_snapshot, record_state
 
 
 def lock_task(session: Session, task_uuid: str) -> Task | None:
     """The task, read under a lock that any other transaction deciding on its state must wait
     for until this one ends, so that what is decided from the state read here still holds when
-    it is written: an ending, the opening of a snapshot, an abort.
-
-    PostgreSQL locks the row (``SELECT ... FOR UPDATE``). SQLite's transactions take no lock
-    until their first write (reads before it are not even in the transaction with Python's
-    driver), so there a write that changes nothing takes the database's write lock first.
+    it is written: an ending, the opening of a snapshot, an abort. PostgreSQL locks the row
+    (``SELECT ... FOR UPDATE``); SQLite the database (:func:`hold_write_lock`).
     """
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(
-            update(Task).where(Task.uuid == task_uuid).values(state=Task.state),
-            execution_options={"synchronize_session": False},  # it changes nothing
-        )
+    hold_write_lock(session)
     return session.get(Task, task_uuid, with_for_update=True, populate_existing=True)
 
 

@@ -1,9 +1,9 @@
 """In-process wake-ups: answer an agent's long-poll as soon as something is committed for it.
 
-Every change an agent must hear of (a snapshot requested, an abort, a deletion, new periodic
-settings) wakes its key after the commit (:func:`wake_after_commit`). Waiters also re-read the
-database on a slower period (``HPCSNAP_PEER_POLL_MS``), for what another server process sharing
-the database wrote.
+Writers name what to wake with :func:`wake_after_commit` (an agent's long-poll is woken by
+whatever its task's news is, whichever code wrote it: see ``hpcsnap.server.api.agent``; a task's
+event stream by each event recorded). Waiters also re-read the database on a slower period
+(``HPCSNAP_PEER_POLL_MS``), for what another server process sharing the database wrote.
 """
 
 from __future__ import annotations
@@ -45,7 +45,21 @@ def wake(key: str) -> None:
         loop.call_soon_threadsafe(event.set)
 
 
+_PENDING = "hpcsnap.pending_wakes"
+
+
 def wake_after_commit(session: Session, key: str) -> None:
     """Wake the waiters of ``key`` once ``session``'s transaction is committed (so that what
     they read then includes it); not at all if it is rolled back."""
-    orm_events.listen(session, "after_commit", lambda _s: wake(key), once=True)
+    session.info.setdefault(_PENDING, set()).add(key)
+
+
+@orm_events.listens_for(Session, "after_commit")
+def _fire(session: Session) -> None:
+    for key in session.info.pop(_PENDING, ()):
+        wake(key)
+
+
+@orm_events.listens_for(Session, "after_rollback")
+def _drop(session: Session) -> None:
+    session.info.pop(_PENDING, None)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from hpcsnap.agent.protocol import SnapshotCommit, SnapshotRequest, SnapshotStatus
 from hpcsnap.blobstore import ContentStore
-from hpcsnap.server import blobrefs, notify
+from hpcsnap.server import blobrefs
 from hpcsnap.server import bucketindex as bx
 from hpcsnap.server.db import Bucket, Snapshot, Task
 from hpcsnap.server.db.models import utcnow
@@ -82,8 +82,6 @@ def create_snapshot(
     session.add(snap)
     session.flush()
     record_snapshot(session, snap, EventType.SNAPSHOT_TRIGGERED)
-    # Wake the agent's long-poll once this snapshot is visible to it.
-    notify.wake_after_commit(session, task.uuid)
     return snap
 
 

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 
 from hpcsnap.agent.protocol import TERMINAL_STATES
 from hpcsnap.server import bucketindex as bx
-from hpcsnap.server import notify
 from hpcsnap.server.api.tasks import check_interval, check_regex, read_log
 from hpcsnap.server.config import Settings
 from hpcsnap.server.db import Bucket, LogChunk, Object, Snapshot, Task
@@ -126,4 +125,3 @@ def set_periodic(
     if blacklist is not None:
         task.snapshot_blacklist = blacklist or None
     task.snapshot_config_version += 1
-    notify.wake_after_commit(session, task.uuid)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import func, select
+from sqlalchemy import event, func, inspect, select
 from sqlalchemy.orm import Session
 
 from hpcsnap.agent.protocol import (
@@ -227,6 +227,25 @@ async def events(
                     next_read = now + peer_poll
                     if await run_in_threadpool(_news, ctx, task_uuid, version):
                         break
+
+
+_NEWS_FIELDS = ("abort_requested", "deleted", "snapshot_config_version")
+"""What a task's agent must hear of, besides a snapshot requested (see :func:`_news`)."""
+
+
+@event.listens_for(Session, "after_flush")
+def _wake_agents(session: Session, _flush: object) -> None:
+    """Whatever a transaction of this process writes that :func:`_news` would see (a snapshot
+    requested, an abort, a deletion, new periodic settings), whichever code wrote it, wakes the
+    task's waiting long-poll when it is committed."""
+    for obj in session.new:
+        if isinstance(obj, Snapshot) and obj.status == SnapshotStatus.TRIGGERED.value:
+            notify.wake_after_commit(session, obj.task_uuid)
+    for obj in session.dirty:
+        if isinstance(obj, Task):
+            attrs = inspect(obj).attrs
+            if any(attrs[name].history.has_changes() for name in _NEWS_FIELDS):
+                notify.wake_after_commit(session, obj.uuid)
 
 
 def _news(ctx: ServerContext, task_uuid: str, version: int) -> bool:

@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 from hpcsnap.agent.protocol import RUNNING_STATES, TERMINAL_STATES
 from hpcsnap.server import bucketindex as bx
-from hpcsnap.server import notify
 from hpcsnap.server.api.deps import Ctx, DbSession, User
 from hpcsnap.server.api.tasks import check_interval, check_regex, get_task
 from hpcsnap.server.db import Snapshot
@@ -114,7 +113,6 @@ async def periodic(task_uuid: str, request: Request, ctx: Ctx, user: User) -> di
         if "retention" in body.model_fields_set:
             task.snapshot_retention = check_retention(body.retention, "retention")
         task.snapshot_config_version += 1
-        notify.wake_after_commit(session, task.uuid)
         answer = {
             "interval": task.snapshot_interval,
             "whitelist": task.snapshot_whitelist,

@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from hpcsnap.agent.protocol import ACTIVE_STATES, TERMINAL_STATES, TaskState
 from hpcsnap.blobstore import BlobError
 from hpcsnap.server import bucketindex as bx
-from hpcsnap.server import notify
 from hpcsnap.server.api.deps import Ctx, DbSession, User
 from hpcsnap.server.auth import Caller
 from hpcsnap.server.config import Settings
@@ -276,7 +275,6 @@ def request_abort(session: Session, task: Task) -> None:
         return
     task.abort_requested = True
     set_state(session, task, TaskState.PENDING_CANCEL)
-    notify.wake_after_commit(session, task.uuid)
 
 
 @router.post("/tasks/{task_uuid}/abort")
@@ -295,7 +293,6 @@ def delete_task(task_uuid: str, ctx: Ctx, user: User) -> Response:
         if task.state not in TERMINAL_STATES:
             request_abort(session, task)
         task.deleted = True
-        notify.wake_after_commit(session, task.uuid)
     try:
         collect_task(ctx.db, ctx.store(user.user_id), task_uuid)
     except BlobError as exc:  # the task is deleted; what is left is for the full sweep

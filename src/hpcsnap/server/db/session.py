@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -67,3 +67,13 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def hold_write_lock(session: Session) -> None:
+    """On SQLite, take the database's write lock now, until the session's transaction ends, so
+    that what it reads next still holds when it writes: SQLite's transactions take no lock until
+    their first write, and Python's driver does not even begin one before it (the reads before
+    are then in no transaction at all). A write that changes nothing takes it. Nothing elsewhere
+    (PostgreSQL locks rows, or an advisory lock, instead)."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("UPDATE users SET name = name WHERE 0"))
