@@ -23,7 +23,7 @@ WRITER = (
 def running(cli: Cli) -> Iterator[str]:
     """A task that writes for 30 s; aborted at the end of the test."""
     uuid = cli.out("submit", "--name", "writer", "--results", "cli-writer", WRITER)
-    cli("wait", uuid, "--running")
+    cli("wait", uuid, "--output", "^step 1$")  # its files are there: snapshots see them
     yield uuid
     cli("abort", uuid, rc=None)
 
@@ -71,6 +71,19 @@ def test_argv_command_and_follow(cli: Cli) -> None:
     )
     assert cli.out("logs", "-f", uuid) == "line 1\nline 2\nline 3"
     assert json.loads(cli.out("show", uuid, "--json"))["state"] == "Success"
+
+
+def test_wait_for_a_line_of_output(cli: Cli, running: str) -> None:
+    done = cli("wait", running, "--output", r"^step [3-9]$", "--timeout", "60")
+    assert done.stderr.endswith(f"task {running} printed: step 3\n")
+    assert int(cli.out("logs", running).splitlines()[-1].split()[1]) >= 3
+    late = cli("wait", running, "--output", "^never$", "--timeout", "0.5", rc=1)
+    assert "printed no line matching '^never$' in 0.5 s" in late.stderr
+    bad = cli("wait", running, "--output", "step [", rc=2)
+    assert "is not a regular expression" in bad.stderr
+    ended = cli.out("submit", "--wait", "echo only this")
+    gone = cli("wait", ended, "--output", "^other$", rc=1)
+    assert "ended (Success) without printing a line matching '^other$'" in gone.stderr
 
 
 def test_snapshot_now_list_and_download(cli: Cli, running: str) -> None:

@@ -47,7 +47,11 @@ def start_task(
     """Submit a task and wait until its command runs; abort it at the end of the test."""
     started: list[hpcsnap.Task] = []
 
-    def start(command: str, *, running: bool = True, **options: object) -> hpcsnap.Task:
+    def start(
+        command: str, *, running: bool = True, ready: str | None = None, **options: object
+    ) -> hpcsnap.Task:
+        """``running``: wait until the command runs; ``ready``: and until it prints a line
+        that matches (so that its first files are there)."""
         task = conn.create_task(str(options.pop("name", "t")), "docker-batch")
         task.constants["DOCKER_CMD"] = command
         for key, value in options.items():
@@ -56,6 +60,8 @@ def start_task(
         started.append(task)
         if running:
             assert task.wait_running(60), task
+        if ready is not None:
+            assert task.wait_output(ready, 60), task
         return task
 
     yield start

@@ -50,7 +50,7 @@ task.results_whitelist = r"log\\..*" # Set results whitelist
 CASE = (
     "trap 'exit 143' TERM; "
     "mkdir -p processor0/0.1 0.1; echo p > processor0/0.1/U; echo u > 0.1/U; "
-    "for i in $(seq 1 120); do echo t=$i >> log.simpleFoam; sleep 0.25; done"
+    "for i in $(seq 1 120); do echo t=$i >> log.simpleFoam; echo step $i; sleep 0.25; done"
 )
 
 
@@ -81,7 +81,7 @@ def run_statements(code: str) -> dict[str, BaseException | None]:
 def test_seed_manual_snapshot(
     server: ServerProcess, token: str, start_task: Start, tmp_path: Path
 ) -> None:
-    task = start_task(CASE)
+    task = start_task(CASE, ready="^step 1$")
     namespace: dict[str, object] = {}
     exec(adapt(SEED_MANUAL, server, token, task.uuid), namespace)
     # the snippet triggered one manual snapshot; it completes with the case's files
@@ -96,7 +96,7 @@ def test_seed_manual_snapshot(
 def test_seed_periodic_snapshots_on_a_running_task(
     server: ServerProcess, token: str, start_task: Start
 ) -> None:
-    task = start_task(CASE)
+    task = start_task(CASE, ready="^step 1$")
     outcome = run_statements(adapt(SEED_PERIODIC, server, token, task.uuid))
     raised = {src: exc for src, exc in outcome.items() if exc is not None}
     # Every snapshot line works on the running task; the results filters were fixed when it

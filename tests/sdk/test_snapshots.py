@@ -17,12 +17,14 @@ Start = Callable[..., hpcsnap.Task]
 WRITER = (
     "trap 'exit 143' TERM; "
     "mkdir -p processor0/1 1; echo p > processor0/1/U; echo u > 1/U; echo keep > keep.dat; "
-    "for i in $(seq 1 120); do echo t=$i >> log.run; sleep 0.25; done"
+    "for i in $(seq 1 120); do echo t=$i >> log.run; echo step $i; sleep 0.25; done"
 )
 
 
 def test_instant_wait_list_download(start_task: Start, tmp_path: Path) -> None:
-    task = start_task(WRITER, results="snap-out", upload_results_on_cancellation=True)
+    task = start_task(
+        WRITER, ready="^step 1$", results="snap-out", upload_results_on_cancellation=True
+    )
     snap_id = task.instant(label="first-look")
     snap = task.wait_snapshot(snap_id, timeout=30)
     assert snap.succeeded and snap.is_completed and not snap.failed
@@ -92,7 +94,7 @@ def test_periodic_before_submit_is_applied_at_submission(conn: hpcsnap.Connectio
 
 
 def test_snapshot_filters_change_while_running(start_task: Start) -> None:
-    task = start_task(WRITER)
+    task = start_task(WRITER, ready="^step 1$")
     task.snapshot(30)
     task.snapshot_blacklist = r"processor\d+"
     task.snapshot_whitelist = r"log\..*|/U$"

@@ -117,6 +117,26 @@ def test_follow_yields_output_until_the_end(conn: hpcsnap.Connection) -> None:
     assert task.state == "Success"
 
 
+def test_wait_output_returns_the_first_matching_line(conn: hpcsnap.Connection) -> None:
+    task = conn.create_task("milestones")
+    # "Time = 1" arrives in two pieces: a line is matched once it is whole, not before
+    task.constants["DOCKER_CMD"] = (
+        "echo Time = 0.5; printf 'Time = 1'; sleep 0.5; printf '0\\nTime = 1\\n'; sleep 30"
+    )
+    task.submit()
+    try:
+        match = task.wait_output(r"^Time = (1\d*)$", 60)
+        assert match is not None and match.group(1) == "10"
+        assert match.string == "Time = 10"
+        assert task.wait_output("never printed", 1) is None  # a time-out, while it still runs
+    finally:
+        task.abort()
+    task.wait(60)
+    with pytest.raises(hpcsnap.TaskNotRunningError, match="without printing a line matching"):
+        task.wait_output("never printed", 60)  # ended: no waiting for what cannot come
+    assert task.wait_output(r"^Time = 1$").string == "Time = 1"  # type: ignore[union-attr]
+
+
 def test_errors_carry_the_servers_message(conn: hpcsnap.Connection, server: ServerProcess) -> None:
     task = conn.create_task("bad-regex")
     task.constants["DOCKER_CMD"] = "true"

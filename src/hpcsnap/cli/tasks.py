@@ -284,17 +284,43 @@ def logs(task_ref: str, follow: bool, err: bool, events_only: bool, as_json: boo
 @click.command("wait")
 @click.argument("task_ref", metavar="TASK")
 @click.option("--running", is_flag=True, help="Only until its command runs (snapshots work).")
+@click.option(
+    "--output",
+    "pattern",
+    metavar="REGEX",
+    default=None,
+    help="Only until a line of its output matches REGEX (exit 1 if it ends first).",
+)
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
-def wait_cmd(task_ref: str, running: bool, timeout: float | None) -> None:
-    """Wait for a task to end; exit 1 unless it succeeded (or, with --running, unless it runs)."""
+def wait_cmd(task_ref: str, running: bool, pattern: str | None, timeout: float | None) -> None:
+    """Wait for a task to end; exit 1 unless it succeeded (or, with --running, unless it runs;
+    with --output, unless it prints a line that matches)."""
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise click.BadParameter(f"{pattern!r} is not a regular expression: {exc}") from exc
+        if running:
+            raise click.UsageError("--running and --output are exclusive: choose one")
     task = find_task(connection(), task_ref)
     with output.progress(f"task {output.short(task.uuid)}", transfer=False) as hook:
-        if running:
+        if pattern is not None:
+            hook(0, None, "waiting for its output")
+            match = task.wait_output(pattern, timeout)
+            if match is None:
+                raise failed(
+                    f"task {task.uuid} printed no line matching {pattern!r} in {timeout} s"
+                )
+            printed = match.string
+        elif running:
             hook(0, None, "waiting for it to run")
             if not task.wait_running(timeout):
                 raise failed(f"task {task.uuid} is still {task.state} after {timeout} s")
         elif not task.wait(timeout, progress=hook):
             raise failed(f"task {task.uuid} is still {task.state} after {timeout} s")
+    if pattern is not None:
+        output.note(f"task {task.uuid} printed: {printed}")
+        return
     output.note(f"task {task.uuid}: {task.state}")
     if not running and task.state != TaskState.SUCCESS:
         raise SystemExit(1)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from hpcsnap.sdk._poll import Deadline
 from hpcsnap.sdk.snapshot import parse_date
 
 if TYPE_CHECKING:
@@ -68,16 +69,29 @@ class TaskEvent:
 
 
 def iter_events(
-    http: Http, url: str, *, after: int = 0, follow: bool = False, wait: float = LONG_POLL
+    http: Http,
+    url: str,
+    *,
+    after: int = 0,
+    follow: bool = False,
+    wait: float = LONG_POLL,
+    deadline: Deadline | None = None,
 ) -> Iterator[TaskEvent]:
     """Events after ``after``; with ``follow``, keep waiting for new ones until the task's
-    ``end`` (without it, stop once caught up)."""
+    ``end`` (without it, stop once caught up), or until ``deadline`` if one is given."""
     wait = max(0.0, min(wait, LONG_POLL, http.settings.timeout - 5))
     while True:
+        left = None if deadline is None else deadline.remaining()
+        if left is not None and left <= 0:
+            return
         answer = http.json(
             "GET",
             url,
-            params={"format": "json", "after": after, "wait": wait if follow else 0},
+            params={
+                "format": "json",
+                "after": after,
+                "wait": (wait if left is None else min(wait, left)) if follow else 0,
+            },
         )
         for item in answer.get("events", []):
             event = TaskEvent.from_json(item)

@@ -11,6 +11,7 @@ periodic snapshots on the server at once.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -548,6 +549,42 @@ class Task:
                 return False
             deadline.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def wait_output(
+        self,
+        pattern: str | re.Pattern[str],
+        timeout: float | None = None,
+        *,
+        stream: str = "stdout",
+    ) -> re.Match[str] | None:
+        """Wait until a line of the task's output matches ``pattern`` (a regular expression,
+        searched in each line as with :func:`re.search`), from the start of its output.
+
+        Returns the match, or None if ``timeout`` seconds passed first; raises
+        :class:`~hpcsnap.TaskNotRunningError` if the task ended without printing such a line.
+        Handy to snapshot a run at a milestone it prints (``^Time = 1$``).
+        """
+        self._require_uuid()
+        regex = re.compile(pattern)
+        deadline = _poll.Deadline(timeout)
+        pending = ""  # the last line, not ended yet
+        for event in iter_events(self._http, self._url("events"), follow=True, deadline=deadline):
+            if not event.is_log or event.stream != stream:
+                continue
+            *lines, pending = (pending + event.text).split("\n")
+            for line in lines:
+                if match := regex.search(line):
+                    return match
+        if deadline.expired:
+            return None
+        if pending and (match := regex.search(pending)):
+            return match
+        self.update()
+        raise TaskNotRunningError(
+            f"task {self._uuid} ended ({self._state}) without printing a line matching "
+            f"{regex.pattern!r} on {stream}",
+            status_code=409,
+        )
 
     def run(
         self,
