@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -77,6 +78,21 @@ class Api:
             lambda t: t["state"] in states,
             timeout,
             f"task {uuid} to reach {states}",
+        )
+
+    def wait_output(self, uuid: str, pattern: str, timeout: float = 60) -> str:
+        """Poll a task's stdout until a line of it matches ``pattern`` (``^``/``$`` anchor a
+        line) and return the stdout. ``FullyExecuting`` only says that the command was started:
+        a command that prints a line once it has written its first files lets a snapshot taken
+        after that line see them."""
+        line = re.compile(pattern, re.M)
+        return str(
+            wait_for(
+                lambda: self.http.get(f"/tasks/{uuid}/stdout").text,
+                lambda out: line.search(out) is not None,
+                timeout,
+                f"task {uuid} to print a line matching {pattern!r}",
+            )
         )
 
     def wait_snapshot(self, uuid: str, snap_id: str, timeout: float = 30) -> dict[str, Any]:

@@ -43,6 +43,10 @@ class FakeAgentApi:
     def states(self) -> list[str]:
         return [r.body["state"] for r in self.seen("POST", "/state")]
 
+    def stdout(self) -> str:
+        """The command's output, as the agent sent it so far."""
+        return "".join(r.body["stdout"] for r in self.seen("POST", "/logs"))
+
     def answer(self, method: str, path: str, body: Any) -> Any:
         rest = path.split(f"/v1/agent/tasks/{self.spec.uuid}", 1)[-1].split("?", 1)[0]
         if method == "GET" and rest == "/spec":

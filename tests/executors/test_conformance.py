@@ -62,7 +62,9 @@ def executor(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[E
 @pytest.fixture()
 def api(tmp_path: Path) -> Iterator[FakeAgentApi]:
     spec = task_spec(
-        str(uuid.uuid4()), "echo started > out.txt; sleep 60 # conformance", tmp_path / "blobs"
+        str(uuid.uuid4()),
+        "echo started > out.txt; echo ready; sleep 60 # conformance",
+        tmp_path / "blobs",
     )
     with fake_agent_api(spec) as fake:
         yield fake
@@ -142,7 +144,7 @@ def test_slurm_usr1_makes_a_final_snapshot_and_ends_the_task(
             f"{time.monotonic() - t0:.2f} s"
         )
         wait_for(api.states, lambda s: "FullyExecuting" in s, 60, "the agent to run the command")
-        time.sleep(0.3)
+        wait_for(api.stdout, lambda out: "ready\n" in out, 30, "the command to write out.txt")
         cluster.run("scancel", "--signal=USR1", "--batch", job_id)
         wait_for(api.states, lambda s: s[-1] == "Failure", 30, "the agent to end the task")
         # the agent ended before Slurm's limit: the job completes on its own

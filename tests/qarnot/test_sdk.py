@@ -31,7 +31,7 @@ from tests.support import ServerProcess, wait_for
 MiB = 1 << 20
 COMMAND = (
     "mkdir -p out; echo héllo; for i in $(seq 1 8); do echo step $i > out/step.txt;"
-    " echo $i >> log.txt; echo scratch > scratch.tmp; sleep 1; done;"
+    " echo $i >> log.txt; echo scratch > scratch.tmp; echo step $i; sleep 1; done;"
     " wc -l < input.txt > out/count.txt; md5sum data/big.bin | cut -c1-32 > out/big.md5;"
     " echo finished"
 )
@@ -108,7 +108,8 @@ def flow(conn: Any, tmp_path_factory: pytest.TempPathFactory) -> Flow:
     start = time.monotonic()
     task.submit()
     wait_state(task, "FullyExecuting")
-    time.sleep(1)
+    # its first files are there once it printed its first step
+    wait_for(task.stdout, lambda out: "step 1" in out.splitlines(), 30, "the first step")
     snapshot_id = task.instant()
     snapshot_done = task.wait_snapshot(snapshot_id, timeout=60)
     status = task.snapshot_status(snapshot_id)._status.status

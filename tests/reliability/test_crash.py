@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from hpcsnap.blobstore import LocalBackend
-from tests.reliability.helpers import Verifier, settled, user
+from tests.reliability.helpers import Verifier, job_dir, settled, user
 from tests.services import MEASUREMENTS
 from tests.support import Api, ServerProcess, agent_pids, agent_token, wait_for
 
@@ -73,6 +73,9 @@ def test_server_kill9_with_10_tasks_and_a_snapshot_in_flight(
             60,
             "a periodic snapshot of every task",
         )
+        # big.bin is whole once the steps have begun (the command writes it first)
+        progress = job_dir(srv.data_dir, uuids[0]) / "progress.txt"
+        wait_for(progress.exists, bool, 60, "big.bin to be written")
         # a manual snapshot that reads big.bin, caught in flight
         manual = api.ok(
             "POST", f"/tasks/{uuids[0]}/snapshot", json={"label": "manual", "blacklist": "^$"}
@@ -122,10 +125,12 @@ def snaps(api: Api, uuid: str) -> list[dict]:
 def test_agent_kill9_mid_snapshot_bounded_failure(fresh_server: ServerProcess) -> None:
     api = fresh_server.user("agentcrash")
     uuid = api.submit(
-        "echo first > a.txt; i=0; while [ ! -e go ]; do sleep 0.1; done; " + BIG + "sleep 300",
+        "echo first > a.txt; echo ready; i=0; while [ ! -e go ]; do sleep 0.1; done; "
+        + BIG
+        + "sleep 300",
         resultBucket="agentcrash",
     )
-    api.wait(uuid, {"FullyExecuting"})
+    api.wait_output(uuid, "^ready$")
     first = api.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "first"})["id"]
     assert api.wait_snapshot(uuid, first)["status"] == "Success"
     job = fresh_server.data_dir / "work" / uuid / "job"

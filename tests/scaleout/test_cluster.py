@@ -68,8 +68,8 @@ def test_acceptance_scenario(deployment: str, request: pytest.FixtureRequest) ->
 
 
 def test_usr1_before_the_time_limit_takes_a_final_snapshot(user: Api, slurm: SlurmCluster) -> None:
-    uuid = user.submit("echo one > a.txt; sleep 120", resultBucket="usr1")
-    user.wait(uuid, {"FullyExecuting"})
+    uuid = user.submit("echo one > a.txt; echo ready; sleep 120", resultBucket="usr1")
+    user.wait_output(uuid, "^ready$")
     ((job_id, state),) = slurm_jobs_of(slurm, uuid)
     assert state == "RUNNING"
     # what `--signal=B:USR1@grace` makes Slurm send before the time limit, sent now

@@ -35,13 +35,14 @@ with open(b"odd-\\xff\\xfe", "w") as f:
     f.write("odd")
 with open("n" * 255, "w") as f:
     f.write("long")
-print("ready", flush=True)
 with open("growing.log", "a") as f:
     n = 0
     while True:
         f.write(f"line {{n}}\\n")
         f.flush()
         n += 1
+        if n == 1:
+            print("ready", flush=True)  # every file is there, growing.log with a line
         if n % 200 == 0:
             time.sleep(0.001)
 """

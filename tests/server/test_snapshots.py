@@ -147,11 +147,10 @@ def test_periodic_set_while_running_changed_and_stopped(user: Api) -> None:
 def test_symlinks_and_fifos_in_job(user: Api) -> None:
     uuid = user.submit(
         "ln -s /etc/passwd passwd-link; ln -s /etc etc-link; mkfifo fifo; echo ok > real.txt;"
-        "echo odd > \"$(printf 'bad\\377name')\"; sleep 30",
+        "echo odd > \"$(printf 'bad\\377name')\"; echo ready; sleep 30",
         resultBucket="hostile",
     )
-    user.wait(uuid, {"FullyExecuting"})
-    time.sleep(0.5)
+    user.wait_output(uuid, "^ready$")
     sid = user.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "hostile"})["id"]
     snap = user.wait_snapshot(uuid, sid, timeout=20)
     assert snap["status"] == "Success"
@@ -171,11 +170,11 @@ def test_killed_mid_snapshot_is_failure_and_earlier_ones_intact(
 ) -> None:
     api = fresh_server.user("crash")
     uuid = api.submit(
-        "echo first > a.txt; sleep 2; dd if=/dev/urandom of=big.bin bs=1M count=400 2>/dev/null;"
-        "sleep 300",
+        "echo first > a.txt; echo ready; sleep 2;"
+        "dd if=/dev/urandom of=big.bin bs=1M count=400 2>/dev/null; sleep 300",
         resultBucket="crash",
     )
-    api.wait(uuid, {"FullyExecuting"})
+    api.wait_output(uuid, "^ready$")
     first = api.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "first"})["id"]
     assert api.wait_snapshot(uuid, first)["status"] == "Success"
     wait_for(lambda: api.get(f"/tasks/{uuid}/stdout").text, lambda _: True, 1, "")

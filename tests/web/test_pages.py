@@ -88,8 +88,15 @@ def test_load_example_and_run_it(desktop: Session, alice: User) -> None:
         row = page.locator('#snapshot-rows tr[data-status="Success"]').first
         expect(row).to_contain_text("periodic", timeout=LONG)
         snaps = alice.api.ok("GET", f"/tasks/{uuid}/snapshots")
-        keys = alice.api.keys(alice.api.task(uuid)["resultBucket"], "snapshots/")
-        assert any(k.endswith("/log.heatFoam") for k in keys), keys
+        bucket = alice.api.task(uuid)["resultBucket"]
+        # the first periodic snapshot may be older than heat.py's log (the command starts
+        # after FullyExecuting): a later one has it
+        keys = wait_for(
+            lambda: alice.api.keys(bucket, "snapshots/"),
+            lambda found: any(k.endswith("/log.heatFoam") for k in found),
+            LONG / 1000,
+            "a periodic snapshot with log.heatFoam",
+        )
         assert not any("processor" in k for k in keys), keys
         assert snaps[0]["snapshotConfig"]["blacklist"] == r"processor\d+"
     finally:

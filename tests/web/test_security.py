@@ -177,10 +177,10 @@ def test_everything_is_escaped_and_headers_set(
 
 def test_downloads_are_never_rendered_as_html(server: ServerProcess, alice: User) -> None:
     uuid = alice.api.submit(
-        "printf '<script>alert(1)</script>' > page.html; sleep 60", name="html-out"
+        "printf '<script>alert(1)</script>' > page.html; echo ready; sleep 60", name="html-out"
     )
     try:
-        alice.api.wait(uuid, {"FullyExecuting"})
+        alice.api.wait_output(uuid, "^ready$")
         snap = alice.api.ok("POST", f"/tasks/{uuid}/snapshot", json={})["id"]
         wait_for(
             lambda: alice.api.ok("GET", f"/tasks/{uuid}/snapshot/{snap}"),

@@ -12,7 +12,7 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from tests.support import ServerProcess, wait_for
+from tests.support import Api, ServerProcess, wait_for
 from tests.web.browsing import Session
 from tests.web.conftest import User
 
@@ -28,6 +28,18 @@ LONG = 60_000
 def at_least(locator: Any, n: int, timeout: float = LONG / 1000) -> int:
     """Wait until ``locator`` matches ``n`` elements or more (the page updates by itself)."""
     return int(wait_for(locator.count, lambda c: c >= n, timeout, f"{n} x {locator}"))
+
+
+def first_with_files(api: Api, uuid: str) -> dict[str, Any] | None:
+    """The first successful snapshot that holds both files of COMMAND, or None: the first
+    periodic ones may be older than them (the command starts after FullyExecuting)."""
+    for snap in api.ok("GET", f"/tasks/{uuid}/snapshots"):
+        if snap["status"] == "Success":
+            d = snap["directory"]
+            keys = api.keys(snap["snapshotConfig"]["bucket"], d)
+            if sorted(k[len(d) :] for k in keys) == ["log.run", "out/field.dat"]:
+                return dict(snap)
+    return None
 
 
 def fill_form(page: Any, tmp_path: Path) -> None:
@@ -114,7 +126,13 @@ def test_submit_watch_snapshot_browse_and_abort(
     page.evaluate("window.__notReloaded = true")
     expect(page.locator("#state-badge")).to_have_text("FullyExecuting", timeout=LONG)
     at_least(page.locator('#snapshot-rows tr[data-status="Success"]'), 3)
-    expect(page.locator("#log-stdout")).to_contain_text("step ", timeout=LONG)
+    # the first periodic snapshots may be older than the command's files (it starts after
+    # FullyExecuting): the comparison below starts from the first one that holds them, and
+    # "Snapshot now" waits for a later step (step n + 2 is printed once step n + 1 is written)
+    base = wait_for(lambda: first_with_files(alice.api, uuid), bool, LONG / 1000, "its files")
+    log_run = alice.api.download(base["snapshotConfig"]["bucket"], base["directory"] + "log.run")
+    n = len(log_run.split())
+    expect(page.locator("#log-stdout")).to_contain_text(f"step {n + 2}", timeout=LONG)
 
     # -- Snapshot now, with a label
     page.get_by_label("Label").fill("milestone-1")
@@ -176,9 +194,9 @@ def test_submit_watch_snapshot_browse_and_abort(
     expect(page.get_by_role("heading", name="What changed")).to_be_visible()
     summary = page.locator("#diff-summary")
     expect(summary).to_have_text(re.compile(r"^0 added, 0 removed, [0-2] changed$"))
-    # against the first snapshot, both files have grown
+    # against the first snapshot that holds them, both files have grown
     against = page.get_by_label("Compare with another snapshot")
-    against.select_option(index=0)
+    against.select_option(value=base["id"])
     page.get_by_role("button", name="Compare").click()
     expect(summary).to_have_text("0 added, 0 removed, 2 changed")
     changed = page.get_by_role("heading", name=re.compile("^Changed")).locator("xpath=..")
