@@ -118,13 +118,14 @@ def alice(server: ServerProcess) -> Iterator[Alice]:
     api.ok("POST", "/buckets", json={"name": bucket})
     api.upload(bucket, key, CONTENT)
     uuid = api.submit(
-        f"echo {STDOUT}; printf {CONTENT.decode()} > out-{MARK}.txt; sleep 300",
+        f"printf {CONTENT.decode()} > out-{MARK}.txt; echo {STDOUT}; sleep 300",
         name=TASK_NAME,
         resultBucket=bucket,
     )
-    api.wait(uuid, {"FullyExecuting"})
+    api.wait_output(uuid, f"^{STDOUT}$")  # its file is written: the snapshot holds it
     snap = api.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "mine"})["id"]
-    assert api.wait_snapshot(uuid, snap)["status"] == "Success"
+    done = api.wait_snapshot(uuid, snap)
+    assert done["status"] == "Success" and done["filesTotal"] == 1, done
     token_id = api.ok("GET", "/tokens")[0]["id"]
     upload = user.client().create_multipart_upload(Bucket=bucket, Key="big.bin")["UploadId"]
     try:

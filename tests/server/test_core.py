@@ -114,13 +114,11 @@ def test_abort_kills_the_whole_tree_and_skips_results(alice: Api) -> None:
 
 def test_abort_with_upload_results_on_cancellation(alice: Api) -> None:
     uuid = alice.submit(
-        "echo kept > kept.txt; sleep 300",
+        "echo kept > kept.txt; echo ready; sleep 300",
         resultBucket="cancel-up",
         uploadResultsOnCancellation=True,
     )
-    alice.wait(uuid, {"FullyExecuting"})
-    wait_for(lambda: alice.get(f"/tasks/{uuid}/stdout").text, lambda _: True, 1, "")
-    time.sleep(0.5)
+    alice.wait_output(uuid, "^ready$")
     alice.ok("POST", f"/tasks/{uuid}/abort")
     assert alice.wait(uuid)["state"] == "Cancelled"
     assert alice.download("cancel-up", "kept.txt") == b"kept\n"
@@ -415,12 +413,11 @@ def test_abort_sends_sigterm_first_so_the_job_can_save_its_state(alice: Api) -> 
 def test_abort_terminates_a_shell_loop_without_waiting_for_sigkill(alice: Api) -> None:
     """The command is not the PID namespace's init, so SIGTERM's default action applies."""
     uuid = alice.submit(
-        "while :; do date +%s.%N >> ticks; sleep 0.2; done",
+        "while :; do date +%s.%N >> ticks; echo tick; sleep 0.2; done",
         resultBucket="ticks",
         uploadResultsOnCancellation=True,
     )
-    alice.wait(uuid, {"FullyExecuting"})
-    time.sleep(1)
+    alice.wait_output(uuid, "^tick$")
     aborted_at = time.time()
     alice.ok("POST", f"/tasks/{uuid}/abort")
     assert alice.wait(uuid)["state"] == "Cancelled"
