@@ -8,7 +8,8 @@ import subprocess
 
 from tests.cli.helpers import EXE, Cli
 
-STEPS = "for i in $(seq 1 8); do echo step $i; echo $i > f$i.txt; sleep 0.5; done"
+# 8 s: the manual snapshot, asked for by a second CLI process once it runs, ends before step 8
+STEPS = "for i in $(seq 1 8); do echo step $i; echo $i > f$i.txt; sleep 1; done"
 SUCCESS = re.compile(
     r"^-- snapshot (\S+): Success, (\d+) files?, [\d.]+ (?:B|KiB|MiB) \((\d+) read, (\d+) reused\)"
     r" in \d+\.\d\d s$"

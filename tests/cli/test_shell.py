@@ -157,7 +157,7 @@ def test_the_session_ends_with_the_task_leaving_no_process_then_refused(
 
     wait_for(state, lambda s: s not in ("FullyExecuting", "UploadingResults"), 30, "the end")
     assert state() == "Success"
-    wait_for(lambda: processes(marker), lambda found: not found, 10, f"no '{marker}' left")
+    wait_for(lambda: processes(marker), lambda found: not found, 30, f"no '{marker}' left")
     # an ended task refuses
     proc = shell(cli, waiting, rc=1)
     assert f"task {waiting} is Success: a shell opens only while its command runs" in proc.stderr
@@ -170,14 +170,14 @@ def test_disconnecting_kills_the_shell_and_its_jobs_and_the_cap(cli: Cli, waitin
     task = conn.retrieve_task(waiting)
     marker = f"sleep {4000 + secrets.randbelow(999)}"
     first = task.shell(f"{marker} & nohup {marker} >/dev/null 2>&1 & {marker}")
-    wait_for(lambda: processes(marker), lambda found: len(found) == 3, 10, "3 sleeps")
+    wait_for(lambda: processes(marker), lambda found: len(found) == 3, 30, "3 sleeps")
     others = [task.shell("sleep 60") for _ in range(3)]
     with pytest.raises(hpcsnap.ApiError) as too_many:
         task.shell("true")
     assert too_many.value.status_code == 429
     assert "has 4 shells open already" in str(too_many.value)
     first.close()
-    wait_for(lambda: processes(marker), lambda found: not found, 10, f"no '{marker}' left")
+    wait_for(lambda: processes(marker), lambda found: not found, 30, f"no '{marker}' left")
     for sh in others:
         sh.close()
     # the task runs on, and takes new shells
@@ -232,7 +232,7 @@ def test_interactive_on_a_terminal_with_resize(cli: Cli, waiting: str) -> None:
     set_size(fd, 33, 101)
     seen = b""
 
-    def read_until(needle: bytes, timeout: float = 30) -> None:
+    def read_until(needle: bytes, timeout: float = 30) -> bool:
         nonlocal seen
         deadline = time.monotonic() + timeout
         while needle not in seen and time.monotonic() < deadline:
@@ -241,16 +241,20 @@ def test_interactive_on_a_terminal_with_resize(cli: Cli, waiting: str) -> None:
                     seen += os.read(fd, 4096)
                 except OSError:
                     break
-        assert needle in seen, seen
+        return needle in seen
 
     os.write(fd, b"stty size; echo T=$TERM\n")
-    read_until(b"T=xterm-test")
+    assert read_until(b"T=xterm-test"), seen
     assert b"33 101" in seen
     set_size(fd, 40, 120)
     os.kill(pid, signal.SIGWINCH)
-    time.sleep(0.5)
-    os.write(fd, b"stty size; exit 7\n")
-    read_until(b"40 120")
+    # the new size travels from the CLI through the server and the agent to the shell's
+    # terminal: ask again until it has arrived
+    deadline = time.monotonic() + 30
+    while not read_until(b"40 120", 1) and time.monotonic() < deadline:
+        os.write(fd, b"stty size\n")
+    assert b"40 120" in seen, seen
+    os.write(fd, b"exit 7\n")
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 7

@@ -348,7 +348,7 @@ def test_sigterm_leaves_complete_steps_and_restart_catches_up(tmp_path: Path) ->
     args = ["--end-time", "0.6", "--np", "2"]
     heat(tmp_path / "full", *args)
     job = tmp_path / "job"
-    proc = start(job, *args, "--step-seconds", "0.3")
+    proc = start(job, *args, "--step-seconds", "1")  # still running at the SIGTERM below
     deadline = time.monotonic() + 30
     while not (job / "processor1" / "0.1").exists() and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -15,7 +15,7 @@ def executor(tmp_path: Path) -> LocalExecutor:
 
 def test_another_machines_jobs_are_left_out(tmp_path: Path) -> None:
     ex = executor(tmp_path)
-    with subprocess.Popen(["sleep", "5"]) as proc:
+    with subprocess.Popen(["sleep", "60"]) as proc:  # still running when it is cancelled
         start = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
         mine = f"{proc.pid}:{start}@{MACHINE}"
         legacy = f"{proc.pid}:{start}"

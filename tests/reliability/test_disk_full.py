@@ -64,7 +64,7 @@ def test_disk_full_fails_the_snapshot_job_goes_on_next_one_works(tmp_path: Path)
             uuid = api.submit(JOB, resultBucket="full")
             api.wait(uuid, {"FullyExecuting"})
             job = job_dir(srv.data_dir, uuid)
-            wait_for(lambda: (job / "counter.txt").exists(), bool, 20, "the job to count")
+            wait_for(lambda: (job / "counter.txt").exists(), bool, 60, "the job to count")
             first, _ = snapshot(api, uuid, "before")
             assert first["status"] == "Success", first
 

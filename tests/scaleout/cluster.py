@@ -68,7 +68,7 @@ def acceptance(user: Api, blob_sizes: Callable[[], list[int]], deployment: str) 
     cmd = (
         "dd if=/dev/urandom of=mesh.bin bs=1M count=2 2>/dev/null; "
         "for i in $(seq 1 9); do mkdir -p $i; echo step $i > $i/U; echo t=$i >> log.run; "
-        "sleep 1; done"
+        "echo step $i; sleep 1; done"
     )
     submitted = time.monotonic()
     uuid = user.submit(cmd, snapshotInterval=2, resultBucket="acceptance")
@@ -76,7 +76,7 @@ def acceptance(user: Api, blob_sizes: Callable[[], list[int]], deployment: str) 
     MEASUREMENTS[f"{deployment}: task submitted → FullyExecuting"] = (
         f"{time.monotonic() - submitted:.2f} s"
     )
-    time.sleep(3)
+    user.wait_output(uuid, "^step 3$")  # mid-run, with its first files written
     posted = time.monotonic()
     snap_id = user.ok("POST", f"/tasks/{uuid}/snapshot", json={"label": "mid-run"})["id"]
     manual = user.wait_snapshot(uuid, snap_id)

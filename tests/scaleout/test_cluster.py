@@ -81,7 +81,7 @@ def test_usr1_before_the_time_limit_takes_a_final_snapshot(user: Api, slurm: Slu
     assert final["kind"] == "final" and final["status"] == "Success"
     assert user.download("usr1", f"{final['directory']}a.txt") == b"one\n"
     assert user.download("usr1", "a.txt") == b"one\n"  # the results
-    wait_for(lambda: slurm_jobs_of(slurm, uuid), lambda j: j[0][1] == "COMPLETED", 20, "end")
+    wait_for(lambda: slurm_jobs_of(slurm, uuid), lambda j: j[0][1] == "COMPLETED", 60, "end")
 
 
 def test_credentials_never_reach_the_task(

@@ -103,7 +103,9 @@ def test_run_aborts_at_job_timeout(conn: hpcsnap.Connection, tmp_path: Path) -> 
     task = conn.create_task("too-long")
     task.constants["DOCKER_CMD"] = "echo partial > partial.txt; sleep 30"
     task.upload_results_on_cancellation = True
-    task.run(tmp_path / "out", job_timeout=2)
+    # from the submission: the command has started and written its file by then, even on a
+    # loaded machine (submitted -> FullyExecuting takes about a second)
+    task.run(tmp_path / "out", job_timeout=10)
     assert task.state == "Cancelled"
     assert (tmp_path / "out" / "partial.txt").read_text() == "partial\n"
 

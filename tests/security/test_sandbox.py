@@ -33,12 +33,12 @@ def test_a_task_cannot_read_the_platform_or_other_tasks(server: ServerProcess) -
     alice.ok("POST", "/buckets", json={"name": "alice-in"})
     alice.upload("alice-in", "secret.txt", SECRET)
     victim = alice.submit(
-        "cat secret.txt > copy.txt; sleep 120", advancedResourceBuckets=[{"bucketName": "alice-in"}]
+        "cat secret.txt > copy.txt; sleep 600", advancedResourceBuckets=[{"bucketName": "alice-in"}]
     )
     alice.wait(victim, {"FullyExecuting"})
     data = server.data_dir
     victim_job = data / "work" / victim / "job"
-    wait_for(lambda: (victim_job / "copy.txt").exists(), bool, 20, "the victim's copy")
+    wait_for(lambda: (victim_job / "copy.txt").exists(), bool, 60, "the victim's copy")
     blobs = [p for p in (data / "blobs").rglob("*") if p.is_file()]
     assert blobs, "the blob store holds alice's file"
     targets = [

@@ -33,14 +33,18 @@ def read_sse(
     params: dict[str, Any] | None = None,
     limit: int | None = None,
     until_comment: bool = False,
+    opened: threading.Event | None = None,
 ) -> Sse:
-    """Read the stream until the server closes it (or ``limit`` events, or a comment line)."""
+    """Read the stream until the server closes it (or ``limit`` events, or a comment line);
+    ``opened`` is set once the server has answered with the stream."""
     out = Sse()
     with api.http.stream(
         "GET", f"/tasks/{uuid}/events", headers=headers, params=params, timeout=30
     ) as resp:
         assert resp.status_code == 200, resp.read()
         assert resp.headers["content-type"].startswith("text/event-stream")
+        if opened is not None:
+            opened.set()
         fields: dict[str, str] = {}
         for line in resp.iter_lines():
             if line.startswith(":"):
@@ -247,11 +251,12 @@ def test_long_poll_heartbeat_and_deletion(user: Api) -> None:
 
     # a deleted task's stream ends
     ended: list[Sse] = []
+    opened = threading.Event()
     follower = threading.Thread(
-        target=lambda: ended.append(read_sse(user, uuid, params={"after": last}))
+        target=lambda: ended.append(read_sse(user, uuid, params={"after": last}, opened=opened))
     )
     follower.start()
-    time.sleep(0.5)
+    assert opened.wait(30), "the stream did not open"  # deleted after it opened, not before
     assert user.delete(f"/tasks/{uuid}").status_code == 204
     follower.join(30)
     assert not follower.is_alive() and len(ended) == 1

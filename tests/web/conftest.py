@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support import Api, ServerProcess
-from tests.web.browsing import CHROMIUM, Session, launch
+from tests.web.browsing import CHROMIUM, TIMEOUT_MS, Session, launch
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +22,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
     )
+    # expect(...) assertions have their own default (5 s), which the contexts' default timeout
+    # does not change: a page update after a server round trip gets as long as any other wait
+    sync_api.expect.set_options(timeout=TIMEOUT_MS)
     with sync_api.sync_playwright() as p:
         b = launch(p, tmp_path_factory.mktemp("chromium-home"))
         try:
