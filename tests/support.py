@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from hpcsnap.sdk import Connection
 
 REPO = Path(__file__).resolve().parent.parent
 TERMINAL = {"Success", "Failure", "Cancelled"}
@@ -46,6 +47,7 @@ class Api:
     """A tiny HTTP helper bound to one user's token."""
 
     def __init__(self, base: str, token: str | None) -> None:
+        self.base, self.token = base, token
         headers = {"Authorization": token} if token else {}
         self.http = httpx.Client(base_url=base + "/v1", headers=headers, timeout=60)
 
@@ -80,20 +82,14 @@ class Api:
             f"task {uuid} to reach {states}",
         )
 
-    def wait_output(self, uuid: str, pattern: str, timeout: float = 60) -> str:
-        """Poll a task's stdout until a line of it matches ``pattern`` (``^``/``$`` anchor a
-        line) and return the stdout. ``FullyExecuting`` only says that the command was started:
-        a command that prints a line once it has written its first files lets a snapshot taken
-        after that line see them."""
-        line = re.compile(pattern, re.M)
-        return str(
-            wait_for(
-                lambda: self.http.get(f"/tasks/{uuid}/stdout").text,
-                lambda out: line.search(out) is not None,
-                timeout,
-                f"task {uuid} to print a line matching {pattern!r}",
-            )
-        )
+    def wait_output(self, uuid: str, pattern: str, timeout: float = 60) -> None:
+        """Wait until a line of a task's stdout matches ``pattern`` (the SDK's
+        :meth:`~hpcsnap.Task.wait_output`). ``FullyExecuting`` only says that the command was
+        started: a command that prints a line once it has written its first files lets a
+        snapshot taken after that line see them."""
+        with Connection(client_token=self.token, cluster_url=self.base) as conn:
+            match = conn.retrieve_task(uuid).wait_output(pattern, timeout)
+        assert match, f"task {uuid} printed no line matching {pattern!r} in {timeout} s"
 
     def wait_snapshot(self, uuid: str, snap_id: str, timeout: float = 30) -> dict[str, Any]:
         """Poll a snapshot until it is ``Success`` or ``Failure``."""
