@@ -9,6 +9,7 @@ import os
 import random
 import shutil
 import stat
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -170,3 +171,67 @@ def test_a_file_system_refusing_direct_writes_gets_buffered_ones(
     assert len(refused) == 1, "a refused file system is not asked again for the same object"
     with backend.open("big") as f:
         assert f.read() == data
+
+
+def test_the_route_follows_where_the_content_comes_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large writes go around the page cache unless, over the last ROUTE_EVERY bytes staged,
+    at least half as many were read from the store's disk; where the kernel does not tell,
+    they do."""
+    monkeypatch.setattr(local, "ROUTE_EVERY", 100)
+    reads = [0]
+    route = local._Route(lambda: reads[0])
+    assert route.direct
+    reads[0] += 100
+    route.staged(50)  # not a whole period yet: no change
+    assert route.direct
+    route.staged(50)  # these 100 bytes came from a disk: on average, half
+    assert not route.direct
+    route.staged(100)  # none of these: a quarter
+    assert route.direct
+    reads[0] += 200
+    route.staged(100)  # a burst of read-ahead
+    assert not route.direct
+    route.staged(100)  # a pause in it does not change the route at once
+    assert not route.direct
+    route.staged(100)
+    assert route.direct
+    unknown = local._Route(lambda: None)
+    unknown.staged(1000)
+    assert unknown.direct
+
+
+def _cached(path: Path) -> int:
+    """Bytes of ``path`` in the page cache (util-linux ``fincore``)."""
+    out = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return int(out.strip())
+
+
+@pytest.mark.skipif(
+    not os.access("/proc/sys/vm/drop_caches", os.W_OK), reason="needs root to drop the page cache"
+)
+def test_content_read_from_a_disk_is_written_through_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Content that comes from memory is written around the page cache (the object is not
+    cached); once it comes from a disk (cold cache), through it (the object is cached, and
+    the disk is left to the reads until the flush)."""
+    monkeypatch.setattr(local, "ROUTE_EVERY", 8 << 20)
+    source = tmp_path / "source"
+    source.write_bytes(random.Random(3).randbytes(64 << 20))
+    objects = tmp_path / "store" / "objects"
+
+    with source.open("rb") as src:  # just written: in memory
+        LocalBackend(tmp_path / "store").put("warm", src)
+    assert _cached(objects / "warm") < (1 << 20)
+
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("1\n")
+    with source.open("rb") as src:  # read from the disk
+        LocalBackend(tmp_path / "store").put("cold", src)
+    assert _cached(objects / "cold") >= (32 << 20)
+    assert (objects / "cold").read_bytes() == (objects / "warm").read_bytes()
