@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpcsnap.blobstore.local import device_io
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -61,14 +63,10 @@ def _prepare(cold: bool) -> None:
 
 
 def disk_written(path: Path) -> int | None:
-    """Bytes written so far to the block device holding ``path`` (its ``stat`` in sysfs), or
-    None where that is not known (no such device: tmpfs, overlay, a network file system)."""
-    dev = os.stat(path).st_dev
-    try:
-        fields = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}/stat").read_text().split()
-    except OSError:
-        return None
-    return int(fields[6]) * 512  # sectors written, always in 512-byte units
+    """Bytes written so far to the block device holding ``path``, or None where that is not
+    known (no such device: tmpfs, overlay, a network file system)."""
+    counters = device_io(path)()
+    return None if counters is None else counters.written
 
 
 def compare(

@@ -179,7 +179,7 @@ def test_the_route_follows_where_the_content_comes_from(monkeypatch: pytest.Monk
     they do."""
     monkeypatch.setattr(local, "ROUTE_EVERY", 100)
     reads = [0]
-    route = local._Route(lambda: reads[0])
+    route = local._Route(lambda: local.DeviceIO(reads[0], 0))
     assert route.direct
     reads[0] += 100
     route.staged(50)  # not a whole period yet: no change

@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from hpcsnap.blobstore.base import (
     BlobError,
@@ -85,40 +85,53 @@ def _load_syncfs() -> Callable[[int], int] | None:
 _SYNCFS = _load_syncfs()
 
 
-def _device_reads(root: Path) -> Callable[[], int | None]:
-    """A function giving the bytes read so far from the block device holding ``root`` (its
+class DeviceIO(NamedTuple):
+    """Bytes read from and written to a block device since it came up."""
+
+    read: int
+    written: int
+
+
+def device_io(path: Path) -> Callable[[], DeviceIO | None]:
+    """A function giving the :class:`DeviceIO` of the block device holding ``path`` (its
     ``stat`` in sysfs), or None where there is no such device (tmpfs, overlay, a network file
     system) or it cannot be read."""
     try:
-        dev = os.stat(root).st_dev
+        dev = os.stat(path).st_dev
     except OSError:
         return lambda: None
-    path = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}/stat"
+    stat_file = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}/stat"
 
-    def reads() -> int | None:
+    def counters() -> DeviceIO | None:
         try:
-            with open(path, "rb") as f:
-                return int(f.read().split()[2]) * 512  # sectors read, in 512-byte units
+            with open(stat_file, "rb") as f:
+                fields = f.read().split()
+            # sectors read and written, always in 512-byte units
+            return DeviceIO(int(fields[2]) * 512, int(fields[6]) * 512)
         except (OSError, ValueError, IndexError):
             return None
 
-    return reads
+    return counters
 
 
 class _Route:
     """Whether large writes may go around the page cache now: yes unless at least half as
-    many bytes are read from the store's disk (``reads``: bytes read from it so far, by anyone)
-    as are staged. Measured every :data:`ROUTE_EVERY` bytes staged and averaged with the
-    measures before (each counting half as much as the next): the kernel reads ahead in
-    bursts. A hint: threads staging at once share it, and a race between them only delays a
-    change of route."""
+    many bytes are read from the store's disk (``io``: its counters), by anyone, as are
+    staged. Measured every :data:`ROUTE_EVERY` bytes staged and averaged with the measures
+    before (each counting half as much as the next): the kernel reads ahead in bursts. A hint:
+    threads staging at once share it, and a race between them only delays a change of
+    route."""
 
-    def __init__(self, reads: Callable[[], int | None]) -> None:
-        self._reads = reads
+    def __init__(self, io: Callable[[], DeviceIO | None]) -> None:
+        self._io = io
         self.direct = True
         self._share = 0.0  # bytes read from the disk per byte staged, averaged
         self._staged = 0
-        self._since = reads()
+        self._since = self._reads()
+
+    def _reads(self) -> int | None:
+        now = self._io()
+        return None if now is None else now.read
 
     def staged(self, n: int) -> None:
         """``n`` more bytes were staged."""
@@ -246,7 +259,7 @@ class LocalBackend:
         self._objects.mkdir(exist_ok=True)
         self._tmp.mkdir(exist_ok=True)
         self._dirty = False
-        self._route = _Route(_device_reads(self.root))
+        self._route = _Route(device_io(self.root))
         self.sweep()
 
     def sweep(self, older_than: float = STALE_AFTER) -> int:
