@@ -184,9 +184,11 @@ def test_the_route_follows_where_the_content_comes_from(monkeypatch: pytest.Monk
     reads[0] += 100
     route.staged(50)  # not a whole period yet: no change
     assert route.direct
-    route.staged(50)  # these 100 bytes came from a disk: on average, half
+    route.staged(50)  # the first period came from a disk: that alone decides
     assert not route.direct
-    route.staged(100)  # none of these: a quarter
+    route.staged(100)  # none of these: on average, half
+    assert not route.direct
+    route.staged(100)  # a quarter
     assert route.direct
     reads[0] += 200
     route.staged(100)  # a burst of read-ahead
@@ -195,6 +197,11 @@ def test_the_route_follows_where_the_content_comes_from(monkeypatch: pytest.Monk
     assert not route.direct
     route.staged(100)
     assert route.direct
+    fed = [0]
+    warm = local._Route(lambda: local.DeviceIO(fed[0], 0))
+    fed[0] += 40
+    warm.staged(100)  # a first period mostly from memory
+    assert warm.direct
     unknown = local._Route(lambda: None)
     unknown.staged(1000)
     assert unknown.direct

@@ -117,15 +117,16 @@ def device_io(path: Path) -> Callable[[], DeviceIO | None]:
 class _Route:
     """Whether large writes may go around the page cache now: yes unless at least half as
     many bytes are read from the store's disk (``io``: its counters), by anyone, as are
-    staged. Measured every :data:`ROUTE_EVERY` bytes staged and averaged with the measures
-    before (each counting half as much as the next): the kernel reads ahead in bursts. A hint:
+    staged. Measured every :data:`ROUTE_EVERY` bytes staged and, from the second measure on,
+    averaged with the measures before (each counting half as much as the next): the kernel
+    reads ahead in bursts. A hint:
     threads staging at once share it, and a race between them only delays a change of
     route."""
 
     def __init__(self, io: Callable[[], DeviceIO | None]) -> None:
         self._io = io
         self.direct = True
-        self._share = 0.0  # bytes read from the disk per byte staged, averaged
+        self._share: float | None = None  # bytes read from the disk per byte staged, averaged
         self._staged = 0
         self._since = self._reads()
 
@@ -140,7 +141,10 @@ class _Route:
             return
         now = self._reads()
         if now is not None and self._since is not None:
-            self._share = (self._share + (now - self._since) / self._staged) / 2
+            share = (now - self._since) / self._staged
+            # the first measure stands alone: averaged with nothing, it would keep a capture of
+            # a tree not in memory writing around the cache for a second period
+            self._share = share if self._share is None else (self._share + share) / 2
             self.direct = self._share < 0.5
         self._since, self._staged = now, 0
 
