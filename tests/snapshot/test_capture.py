@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import itertools
 import os
@@ -155,6 +154,7 @@ def test_changed_files_are_read_again(
         {"mtime_ns": 1},
         {"ctime_ns": 1},
         {"ino": 1},
+        {"mode": 0o100600},
         {"kind": "symlink", "digest": None, "target": "x"},
     ],
 )
@@ -163,7 +163,7 @@ def test_any_metadata_difference_means_reading_again(
 ) -> None:
     write_tree(job, {"f": b"content"})
     first = capture(job, store, path_filter=NO_FILTER).manifest
-    parent = Manifest([dataclasses.replace(first["f"], **change)])  # type: ignore[arg-type]
+    parent = Manifest([first["f"].replace(**change)])
     second = capture(job, store, path_filter=NO_FILTER, parent=parent, opener=opener)
     assert opener.opened == [b"f"], "hashed again (and found already stored)"
     assert second.manifest["f"] == first["f"]
@@ -182,6 +182,23 @@ def test_a_replaced_file_is_read_even_with_identical_metadata(
     second = capture(job, store, path_filter=NO_FILTER, parent=first.manifest, opener=opener)
     assert opener.opened[0] == b"out"
     assert second.manifest["out"].digest == xxh(b"v2")
+
+
+def test_a_time_past_2262_is_captured_and_read_every_time(
+    job: Path, store: ContentStore, opener: CountingOpener
+) -> None:
+    """Nanoseconds since 1970 past 2^63 do not fit the packed stamp: such a file is still
+    captured, with its exact time, and read again by each snapshot instead of failing it."""
+    write_tree(job, {"far": b"future", "near": b"now"})
+    far = 11_000_000_000 * 10**9  # the year 2318
+    os.utime(job / "far", ns=(far, far))
+    first = capture(job, store, path_filter=NO_FILTER)
+    assert first.manifest["far"].mtime_ns == far
+    assert isinstance(first.manifest["far"].stamp, tuple)
+    second = capture(job, store, path_filter=NO_FILTER, parent=first.manifest, opener=opener)
+    assert opener.opened == [b"far"]
+    assert second.manifest == first.manifest
+    assert second.files_reused == 1
 
 
 def test_identical_contents_are_stored_once(job: Path, store: ContentStore) -> None:

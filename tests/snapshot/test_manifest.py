@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import json
 
@@ -38,8 +37,10 @@ def test_decode_name() -> None:
 
 def test_entry_is_frozen_and_slotted() -> None:
     e = file_entry("a")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError, match="immutable"):
         e.size = 3  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="immutable"):
+        del e.digest
     assert not hasattr(e, "__dict__")
     assert e.raw_path == b"a"
     with pytest.raises(ValueError, match="not a symlink"):
@@ -112,3 +113,29 @@ def test_empty_manifest_round_trip() -> None:
 def test_unreadable_manifests(data: bytes, message: str) -> None:
     with pytest.raises(ManifestError, match=message):
         Manifest.from_bytes(data)
+
+
+def test_entry_metadata_are_packed_and_given_back_exactly() -> None:
+    e = file_entry("a", ino=2**64 - 1)
+    assert isinstance(e.stamp, bytes)
+    assert (e.mtime_ns, e.ctime_ns, e.size, e.ino, e.mode) == (
+        1_700_000_000_123_456_789,
+        1_700_000_000_987_654_321,
+        10,
+        2**64 - 1,
+        0o100644,
+    )
+    assert e == file_entry("a", ino=2**64 - 1) and hash(e) == hash(file_entry("a", ino=2**64 - 1))
+    assert e != file_entry("a", ino=2**64 - 2)
+    assert e.replace(mode=0o100600) == file_entry("a", ino=2**64 - 1, mode=0o100600)
+    assert "mtime_ns=1700000000123456789" in repr(e)
+    # what does not pack (a time past 2262, a negative inode, a kind the mode contradicts) is
+    # kept as it is, and its stamp equals no packed one
+    for odd in (
+        file_entry("b", mtime_ns=2**63),
+        file_entry("b", ino=-1),
+        file_entry("b", kind="symlink"),
+    ):
+        assert isinstance(odd.stamp, tuple)
+        assert Manifest.from_bytes(Manifest([odd]).to_bytes())["b"] == odd
+    assert file_entry("b", mtime_ns=2**63).mtime_ns == 2**63

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from hpcsnap.blobstore.content import ContentStore, tap
 from hpcsnap.snapshot.beneath import Beneath
 from hpcsnap.snapshot.filters import PathFilter
 from hpcsnap.snapshot.limiter import RateLimiter
-from hpcsnap.snapshot.manifest import Entry, Kind, Manifest, decode_name
+from hpcsnap.snapshot.manifest import STAMP, Entry, Kind, Manifest, decode_name
 from hpcsnap.snapshot.scan import Found, Scanner
 
 PROGRESS_INTERVAL = 0.2
@@ -104,6 +105,13 @@ def _lookup(entries: Mapping[str, Entry]) -> Callable[[str], Entry | None]:
     if isinstance(entries, Manifest):
         return entries.lookup
     return entries.get
+
+
+S_ISLNK = stat.S_ISLNK
+
+
+def _kind(mode: int) -> Kind:
+    return "symlink" if S_ISLNK(mode) else "file"
 
 
 def _held_still(before: os.stat_result, after: os.stat_result) -> bool:
@@ -247,50 +255,48 @@ class _Run:
             on_error=lambda path, exc: self.warn(path, f"not captured: {exc.strerror or exc}"),
         )
         # The hot loop of every snapshot (10^5 files is common): plain locals, no calls for
-        # a file unchanged since the parent.
+        # a file unchanged since the parent (see Entry.stamp).
         slots, to_read = self.slots, self.to_read
         staged_of = _lookup(baseline) if baseline else None
         old_of = _lookup(parent)
-        reused = planned = to_upload = kept = 0
-        for found in scanner:
-            path, st = found.path, found.stat
-            is_link = stat.S_ISLNK(st.st_mode)
-            kind: Kind = "symlink" if is_link else "file"
-            if staged_of is not None:
-                staged = staged_of(path)
-                if (
-                    staged is not None
-                    and staged.kind == kind
-                    and staged.size == st.st_size
-                    and staged.mtime_ns == st.st_mtime_ns
-                ):
+        pack_stamp = STAMP.pack
+        reused = to_upload = kept = 0
+        for run in scanner.runs():
+            for path, st, exact in run:
+                if staged_of is not None:
+                    staged = staged_of(path)
+                    if (
+                        staged is not None
+                        and staged.size == st.st_size
+                        and staged.mtime_ns == st.st_mtime_ns
+                        and staged.kind == _kind(st.st_mode)
+                    ):
+                        continue
+                if path in slots:
+                    self.warn(path, "not captured: its escaped name is also another file's name")
                     continue
-            if path in slots:
-                self.warn(path, "not captured: its escaped name is also another file's name")
-                continue
-            size = 0 if is_link else st.st_size
-            planned += size
-            old = old_of(path)
-            if (
-                old is not None
-                and old.size == st.st_size
-                and old.mtime_ns == st.st_mtime_ns
-                and old.ctime_ns == st.st_ctime_ns
-                and old.ino == st.st_ino
-                and old.kind == kind
-            ):
-                slots[path] = old
-                reused += 1
-                kept += size
-            elif is_link:
-                self.read_link(found)
-            else:
-                slots[path] = None
-                to_read.append(_Pending(path, found.raw, st.st_size, st.st_ino))
-                to_upload += st.st_size
+                try:
+                    now: bytes | None = pack_stamp(
+                        st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_mode
+                    )
+                except struct.error:  # a time past 2262: see Entry.stamp
+                    now = None
+                old = old_of(path)
+                if old is not None and old.stamp == now:
+                    slots[path] = old
+                    reused += 1
+                    if old.kind == "file":
+                        kept += st.st_size
+                elif S_ISLNK(st.st_mode):
+                    self.read_link(Found(path, st, exact))
+                else:
+                    slots[path] = None
+                    raw = path.encode() if exact is None else exact
+                    to_read.append(_Pending(path, raw, st.st_size, st.st_ino))
+                    to_upload += st.st_size
         self.files_reused += reused
         self.bytes_total += kept
-        self.planned_bytes += planned
+        self.planned_bytes += kept + to_upload
         self.size_to_upload += to_upload
         self.skipped_special = scanner.skipped_special
 

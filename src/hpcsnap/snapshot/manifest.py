@@ -9,12 +9,14 @@ restore recreates the very same name.
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import io
 import json
+import stat
+import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 FORMAT = "hpcsnap-manifest"
@@ -36,6 +38,12 @@ ROW = (
 
 Kind = Literal["file", "symlink"]
 
+STAMP = struct.Struct("<qqqQI")
+"""An entry's ``mtime_ns``, ``ctime_ns``, ``size``, ``ino`` and ``mode``, packed: see
+:attr:`Entry.stamp`."""
+
+Stamp = bytes | tuple[int, int, int, int, int]
+
 
 class ManifestError(ValueError):
     """Bytes that are not a manifest this version can read."""
@@ -49,21 +57,131 @@ def decode_name(raw: bytes) -> tuple[str, bytes | None]:
         return raw.decode(errors="backslashreplace"), raw
 
 
-@dataclass(frozen=True, slots=True)
 class Entry:
-    """One captured file or symlink (a symlink is recorded, never followed)."""
+    """One captured file or symlink (a symlink is recorded, never followed). Immutable.
+
+    The metadata that tell whether a file changed (``mtime_ns``, ``ctime_ns``, ``size``,
+    ``ino``, ``mode``) are kept packed in one bytes object, :attr:`stamp`: a capture compares
+    it with the packed ``lstat`` of the file in one memory access, where five fields, each its
+    own int object scattered in memory, took five (a third of the time of an unchanged
+    snapshot of 10^5 files), and 10^5 entries take about 9 MB less. ``size`` is also kept as
+    it is: it is read everywhere.
+    """
+
+    __slots__ = ("digest", "kind", "path", "raw", "raw_target", "size", "stamp", "target")
 
     path: str
     kind: Kind
     size: int
-    mtime_ns: int
-    ctime_ns: int
-    ino: int
-    mode: int
-    digest: str | None = None
-    target: str | None = None
-    raw: bytes | None = None
-    raw_target: bytes | None = None
+    #: :data:`STAMP` packed; where the values do not fit (a time past 2262) or the kind
+    #: contradicts the mode, the five values as a tuple, which equals no packed ``lstat``
+    stamp: Stamp
+    digest: str | None
+    target: str | None
+    raw: bytes | None
+    raw_target: bytes | None
+
+    def __init__(
+        self,
+        path: str,
+        kind: Kind,
+        size: int,
+        mtime_ns: int,
+        ctime_ns: int,
+        ino: int,
+        mode: int,
+        digest: str | None = None,
+        target: str | None = None,
+        raw: bytes | None = None,
+        raw_target: bytes | None = None,
+    ) -> None:
+        values = (mtime_ns, ctime_ns, size, ino, mode)
+        packed: Stamp = values
+        if isinstance(mode, int) and stat.S_ISLNK(mode) == (kind == "symlink"):
+            with contextlib.suppress(struct.error):
+                packed = STAMP.pack(*values)
+        init = object.__setattr__
+        init(self, "path", path)
+        init(self, "kind", kind)
+        init(self, "size", size)
+        init(self, "stamp", packed)
+        init(self, "digest", digest)
+        init(self, "target", target)
+        init(self, "raw", raw)
+        init(self, "raw_target", raw_target)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"an Entry is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"an Entry is immutable: cannot delete {name!r}")
+
+    def _unpacked(self) -> tuple[int, int, int, int, int]:
+        stamp = self.stamp
+        return STAMP.unpack(stamp) if isinstance(stamp, bytes) else stamp
+
+    @property
+    def mtime_ns(self) -> int:
+        return self._unpacked()[0]
+
+    @property
+    def ctime_ns(self) -> int:
+        return self._unpacked()[1]
+
+    @property
+    def ino(self) -> int:
+        return self._unpacked()[3]
+
+    @property
+    def mode(self) -> int:
+        return self._unpacked()[4]
+
+    def _key(self) -> tuple[object, ...]:
+        return (
+            self.path,
+            self.kind,
+            self.size,
+            self.stamp,
+            self.digest,
+            self.target,
+            self.raw,
+            self.raw_target,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Entry):
+            return NotImplemented
+        return self is other or self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        mtime_ns, ctime_ns, size, ino, mode = self._unpacked()
+        return (
+            f"Entry(path={self.path!r}, kind={self.kind!r}, size={size!r}, "
+            f"mtime_ns={mtime_ns!r}, ctime_ns={ctime_ns!r}, ino={ino!r}, mode={mode!r}, "
+            f"digest={self.digest!r}, target={self.target!r}, raw={self.raw!r}, "
+            f"raw_target={self.raw_target!r})"
+        )
+
+    def replace(self, **changes: Any) -> Entry:
+        """A copy with ``changes`` (keyword arguments of the constructor)."""
+        mtime_ns, ctime_ns, _, ino, mode = self._unpacked()
+        fields: dict[str, Any] = {
+            "path": self.path,
+            "kind": self.kind,
+            "size": self.size,
+            "mtime_ns": mtime_ns,
+            "ctime_ns": ctime_ns,
+            "ino": ino,
+            "mode": mode,
+            "digest": self.digest,
+            "target": self.target,
+            "raw": self.raw,
+            "raw_target": self.raw_target,
+        }
+        return Entry(**(fields | changes))
 
     @property
     def raw_path(self) -> bytes:
@@ -79,14 +197,15 @@ class Entry:
 
     def _row(self) -> list[Any]:
         """The entry as a JSON row, fields in :data:`ROW` order."""
+        mtime_ns, ctime_ns, _, ino, mode = self._unpacked()
         return [
             self.path,
             self.kind,
             self.size,
-            self.mtime_ns,
-            self.ctime_ns,
-            self.ino,
-            self.mode,
+            mtime_ns,
+            ctime_ns,
+            ino,
+            mode,
             self.digest,
             self.target,
             None if self.raw is None else base64.b64encode(self.raw).decode(),
