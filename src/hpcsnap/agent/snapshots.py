@@ -106,6 +106,8 @@ def changes(base: Manifest, manifest: Manifest) -> tuple[list[Entry], list[str],
     for e in manifest.values():
         if e.kind == "file" and e.digest is not None:
             b = old(e.path)
+            if b is e:  # reused as it was (the common case): nothing to unpack
+                continue
             if (
                 b is None
                 or b.kind != "file"
