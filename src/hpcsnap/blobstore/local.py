@@ -119,9 +119,8 @@ class _Route:
     many bytes are read from the store's disk (``io``: its counters), by anyone, as are
     staged. Measured every :data:`ROUTE_EVERY` bytes staged and, from the second measure on,
     averaged with the measures before (each counting half as much as the next): the kernel
-    reads ahead in bursts. A hint:
-    threads staging at once share it, and a race between them only delays a change of
-    route."""
+    reads ahead in bursts. A hint: threads staging at once share it, and a race between them
+    only delays a change of route."""
 
     def __init__(self, io: Callable[[], DeviceIO | None]) -> None:
         self._io = io

@@ -107,13 +107,6 @@ def _lookup(entries: Mapping[str, Entry]) -> Callable[[str], Entry | None]:
     return entries.get
 
 
-S_ISLNK = stat.S_ISLNK
-
-
-def _kind(mode: int) -> Kind:
-    return "symlink" if S_ISLNK(mode) else "file"
-
-
 def _held_still(before: os.stat_result, after: os.stat_result) -> bool:
     return (before.st_size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino) == (
         after.st_size,
@@ -269,7 +262,7 @@ class _Run:
                         staged is not None
                         and staged.size == st.st_size
                         and staged.mtime_ns == st.st_mtime_ns
-                        and staged.kind == _kind(st.st_mode)
+                        and staged.kind == ("symlink" if stat.S_ISLNK(st.st_mode) else "file")
                     ):
                         continue
                 if path in slots:
@@ -287,7 +280,7 @@ class _Run:
                     reused += 1
                     if old.kind == "file":
                         kept += st.st_size
-                elif S_ISLNK(st.st_mode):
+                elif stat.S_ISLNK(st.st_mode):
                     self.read_link(Found(path, st, exact))
                 else:
                     slots[path] = None
