@@ -242,3 +242,43 @@ def test_content_read_from_a_disk_is_written_through_the_page_cache(
         LocalBackend(tmp_path / "store").put("cold", src)
     assert _cached(objects / "cold") >= (32 << 20)
     assert (objects / "cold").read_bytes() == (objects / "warm").read_bytes()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_objects_written_from_memory_give_their_page_cache_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects written through the page cache while the content comes from memory leave it
+    once written back, a generation later or at the flush, so the next objects reuse those
+    pages; each generation's files are closed, the last ones at the flush."""
+    monkeypatch.setattr(local, "RECYCLE_FILES", 4)
+    backend = LocalBackend(tmp_path / "store")
+    objects = tmp_path / "store" / "objects"
+    before = _open_fds()
+    data = {f"k{i}": random.Random(i).randbytes(100_000 + i) for i in range(10)}
+    for key, content in data.items():
+        backend.put(key, io.BytesIO(content))
+        assert _open_fds() - before <= 8, "two generations of 4 at most are held open"
+    backend.flush()
+    assert _open_fds() == before
+    for key, content in data.items():
+        assert _cached(objects / key) == 0, key
+        with backend.open(key) as f:
+            assert f.read() == content
+
+
+def test_objects_written_while_the_disk_reads_stay_in_the_page_cache(tmp_path: Path) -> None:
+    """While the content comes from the disk, objects keep their pages until the kernel writes
+    them back on its own or at the flush: write-back started early would compete with the
+    reads."""
+    backend = LocalBackend(tmp_path / "store")
+    backend._route.direct = False
+    data = random.Random(5).randbytes(100_000)
+    before = _open_fds()
+    backend.put("k", io.BytesIO(data))
+    assert _open_fds() == before
+    backend.flush()
+    assert _cached(tmp_path / "store" / "objects" / "k") >= len(data)
