@@ -110,7 +110,14 @@ def main(argv: list[str] | None = None) -> int:
                 if "P8" in only:
                     rows.append(e2e.p8_agent_memory(api, args.p8_files))
                 if "P4" in only:
-                    rows += e2e.p4_job_slowdown(server, api, args.runs, args.p4_mib, args.p4_work)
+                    rows += e2e.p4_job_slowdown(
+                        server,
+                        api,
+                        args.runs,
+                        args.p4_mib,
+                        args.p4_work,
+                        settle_s=0 if args.quick else RECENTLY_DELETED_S,
+                    )
             finally:
                 server.cleanup()
     report = (
