@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gc
 import io
 import os
 import random
@@ -263,6 +264,12 @@ def test_objects_written_from_memory_give_their_page_cache_back(
         backend.put(key, io.BytesIO(content))
         assert _open_fds() - before <= 8, "two generations of 4 at most are held open"
     backend.flush()
+    assert _open_fds() == before
+    unflushed = LocalBackend(tmp_path / "store")
+    unflushed.put("last", io.BytesIO(b"x" * 100_000))
+    assert _open_fds() == before + 1
+    del unflushed  # dropped without a flush: what it held is closed all the same
+    gc.collect()
     assert _open_fds() == before
     for key, content in data.items():
         assert _cached(objects / key) == 0, key

@@ -42,6 +42,7 @@ import secrets
 import stat
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
@@ -329,6 +330,8 @@ class LocalBackend:
         self._dirty = False
         self._route = _Route(device_io(self.root))
         self._recycler = _Recycler()
+        # what it holds is closed with the backend, flushed or not
+        weakref.finalize(self, self._recycler.drain)
         self.sweep()
 
     def sweep(self, older_than: float = STALE_AFTER) -> int:
@@ -487,15 +490,14 @@ class LocalBackend:
 
     def flush(self) -> None:
         """Sync the file system holding the store, if anything was put since the last flush."""
-        if not self._dirty:
-            return
-        self._dirty = False
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            if _SYNCFS is None or _SYNCFS(fd) != 0:
-                os.sync()
-        finally:
-            os.close(fd)
+        if self._dirty:
+            self._dirty = False
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if _SYNCFS is None or _SYNCFS(fd) != 0:
+                    os.sync()
+            finally:
+                os.close(fd)
         self._recycler.drain()
 
     def describe(self) -> dict[str, str]:
