@@ -180,11 +180,17 @@ class _Recycler:
         self._files = max(limit, 1)
 
     def add(self, fd: int, cached: int) -> None:
-        """Take ``fd``, a new object's file of which ``cached`` bytes went through the page
-        cache; the recycler closes it."""
+        """``fd`` is a new object's file, open for writing, of which ``cached`` bytes went
+        through the page cache. The recycler holds the file open read-only until it drops it
+        again: open for writing, it would keep its file system from being remounted read-only
+        (as after an error)."""
         _drop(fd)
+        try:
+            held = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # no /proc: dropped once, as a write-back starts
+            return
         with self._lock:
-            self._young.append(fd)
+            self._young.append(held)
             self._bytes += cached
             if self._bytes < RECYCLE_EVERY and len(self._young) < self._files:
                 return
@@ -378,7 +384,6 @@ class LocalBackend:
             fd, tmp = self._temporary()
         except OSError as exc:
             raise self.failure(exc, "creating a temporary file") from exc
-        held = False
         try:
             try:
                 writer = _DirectWriter(fd, self._route)
@@ -397,10 +402,8 @@ class LocalBackend:
                     writer.release()
                 if writer.cached and self._route.direct:
                     self._recycler.add(fd, writer.cached)
-                    held = True
             finally:
-                if not held:
-                    os.close(fd)
+                os.close(fd)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
