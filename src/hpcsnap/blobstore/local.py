@@ -66,8 +66,8 @@ ROUTE_EVERY = 64 << 20
 #: Objects written through the page cache while their content comes from memory are dropped
 #: from it a generation later: after this many bytes, or :data:`RECYCLE_FILES` objects.
 RECYCLE_EVERY = 32 << 20
-#: At most this many objects per generation (two are held open, and a process has only so
-#: many file descriptors: a quarter of its limit at most).
+#: At most this many objects per generation. Two generations are held open, and a process
+#: has only so many file descriptors: an eighth of its limit per generation at most.
 RECYCLE_FILES = 256
 #: Offsets, lengths and buffer addresses of ``O_DIRECT`` writes are multiples of this.
 _ALIGN = 4096
@@ -165,8 +165,10 @@ class _Recycler:
     times a recycled one (10,000 files, 1 GiB, written then synced: 2.9-3.3 CPU-s for the
     whole machine through new pages, 1.3-1.4 recycled; bench/README.md). A written object is
     asked to leave the cache at once, which starts its write-back (dirty pages stay), then
-    again a generation later (:data:`RECYCLE_EVERY`), when its pages are clean, and its file
-    is closed; :meth:`drain`, after a sync, does it for every object still held. Only while
+    again a generation later (:data:`RECYCLE_EVERY`), when its pages are clean, and the file
+    it held is closed; :meth:`drain`, after a sync, does it for every object still held (a
+    temporary file discarded meanwhile, its content already stored, keeps its disk space
+    until then: two generations at most). Only while
     the disk is not busy reading: write-back started early would then compete with the reads
     (bench/README.md, P1 cold). Best effort: a failure to drop is ignored."""
 
