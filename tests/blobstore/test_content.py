@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import threading
 from pathlib import Path
 from typing import BinaryIO
@@ -19,7 +20,7 @@ from hpcsnap.blobstore import (
     Stored,
     hash_file,
 )
-from hpcsnap.blobstore.content import tap
+from hpcsnap.blobstore.content import CHUNK, _Prefixed, tap
 
 
 @pytest.fixture
@@ -131,6 +132,64 @@ def test_one_read_on_a_staging_backend(store: ContentStore) -> None:
     assert opener.opened == 1
     assert stored == Stored(xxh(b"step 1 results"), 14, True)
     assert [stored.digest] == list(store.digests())
+
+
+class Counting(LocalBackend):
+    """A local backend that counts the temporary copies it writes."""
+
+    staged = 0
+
+    def stage(self, src: BinaryIO):  # type: ignore[no-untyped-def]
+        self.staged += 1
+        return super().stage(src)
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK])
+def test_small_content_already_stored_is_not_written_again(tmp_path: Path, size: int) -> None:
+    backend = Counting(tmp_path / "store")
+    store = ContentStore(backend, "user-1")
+    data = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+    first = store.put_file(write(tmp_path / "a", data))
+    assert first == Stored(xxh(data), size, written=True) and backend.staged == 1
+    again = store.put_file(write(tmp_path / "b", data))
+    # hashed before anything is written: no temporary copy to write, then delete
+    assert again == Stored(first.digest, size, written=False) and backend.staged == 1
+    assert list(backend.list()) == [store.key(first.digest)]
+    assert os.listdir(tmp_path / "store" / "tmp") == []
+
+
+@pytest.mark.parametrize("size", [CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 4097, 5 * CHUNK + 3])
+def test_large_content_is_staged_whole_in_one_read(tmp_path: Path, size: int) -> None:
+    backend = Counting(tmp_path / "store")
+    store = ContentStore(backend, "user-1")
+    data = os.urandom(size)
+    reads: list[int] = []
+
+    def opener(p: bytes) -> BinaryIO:
+        return tap(open(p, "rb", buffering=0), lambda chunk: reads.append(len(chunk)))
+
+    stored = store.put_file(write(tmp_path / "big", data), opener=opener)
+    assert stored == Stored(xxh(data), size, written=True)
+    assert sum(reads) == size  # each byte read once
+    with store.open(stored.digest) as f:
+        assert f.read() == data
+    assert store.put_file(tmp_path / "big").written is False
+    assert backend.staged == 2 and os.listdir(tmp_path / "store" / "tmp") == []
+
+
+def test_prefixed_reader_gives_its_chunks_then_the_rest() -> None:
+    reader = _Prefixed((b"abc", b"de"), io.BytesIO(b"fgh"))  # type: ignore[arg-type]
+    assert [reader.read(2), reader.read(2), reader.read(5), reader.read(5), reader.read(1)] == [
+        b"ab",
+        b"c",
+        b"de",
+        b"fgh",
+        b"",
+    ]
+    whole = _Prefixed((b"ab", b"c"), io.BytesIO(b"de"))  # type: ignore[arg-type]
+    assert whole.read() == b"abcde"
+    buf = bytearray(4)
+    assert _Prefixed((b"xyz",), io.BytesIO(b"")).readinto(buf) == 3 and buf[:3] == b"xyz"  # type: ignore[arg-type]
 
 
 def test_content_changed_between_passes_stores_nothing(two_pass: ContentStore) -> None:

@@ -58,7 +58,20 @@ class Blob:
     modified: float
 
 
-class _Tap(io.RawIOBase):
+class _Reader(io.RawIOBase):
+    """A raw reader whose ``readinto`` is its ``read``."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+class _Tap(_Reader):
     def __init__(
         self, src: BinaryIO, on_data: Callable[[bytes], None], on_eof: Callable[[], None] | None
     ) -> None:
@@ -66,9 +79,6 @@ class _Tap(io.RawIOBase):
         self._src = src
         self._on_data = on_data
         self._on_eof = on_eof
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, size: int | None = -1) -> bytes:
         data = self._src.read(-1 if size is None else size)
@@ -78,12 +88,6 @@ class _Tap(io.RawIOBase):
             on_eof, self._on_eof = self._on_eof, None
             on_eof()
         return data
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         if not self.closed:
@@ -98,6 +102,28 @@ def tap(
     at the end of ``src`` (an exception there reaches the caller of ``read``). Closing it
     closes ``src``. Unbuffered: each ``read`` is one ``read`` of ``src``."""
     return cast(BinaryIO, _Tap(src, on_data, on_eof))
+
+
+class _Prefixed(_Reader):
+    """Reads ``chunks`` (already read from ``rest``), then ``rest``; closes nothing."""
+
+    def __init__(self, chunks: tuple[bytes, ...], rest: BinaryIO) -> None:
+        super().__init__()
+        self._chunks = list(chunks)
+        self._rest = rest
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            head, self._chunks = b"".join(self._chunks), []
+            return head + self._rest.read()
+        if not self._chunks:
+            return self._rest.read(size)
+        chunk = self._chunks[0]
+        if size >= len(chunk):
+            del self._chunks[0]
+            return chunk
+        self._chunks[0] = chunk[size:]
+        return chunk[:size]
 
 
 def _open_file(path: bytes) -> BinaryIO:
@@ -207,11 +233,22 @@ class ContentStore:
         return Stored(digest, seen.size, written=True)
 
     def _put_staged(self, backend: Staging, raw: bytes, open_: Opener) -> Stored:
-        """One read: hash while the backend writes a temporary copy, then name it by the
-        hash (or drop it if that content is already stored)."""
+        """One read. Content of at most one :data:`CHUNK` is hashed first and written only
+        when it is new: a temporary copy of content already stored would cost a write, a
+        delete and, on a file system that discards freed blocks, a wait for the disk, for
+        nothing. Larger content is hashed while the backend writes a temporary copy, which
+        is then named by the hash (or dropped if that content is already stored)."""
         seen = _Hashing()
         with open_(raw) as src:
-            staged = backend.stage(tap(src, seen.update))
+            head = src.read(CHUNK)
+            more = src.read(CHUNK) if head else b""
+            if not more:
+                seen.update(head)
+                return self._put_small(seen.digest, head)
+            seen.update(head)
+            seen.update(more)
+            rest = _Prefixed((head, more), tap(src, seen.update))
+            staged = backend.stage(cast(BinaryIO, rest))
         digest, size = seen.digest, seen.size
         try:
             key = self.key(digest)
@@ -223,6 +260,13 @@ class ContentStore:
             staged.discard()
             raise
         return Stored(digest, size, written=True)
+
+    def _put_small(self, digest: str, data: bytes) -> Stored:
+        key = self.key(digest)
+        if self.backend.stat(key) is not None:
+            return Stored(digest, len(data), written=False)
+        self.backend.put(key, io.BytesIO(data))
+        return Stored(digest, len(data), written=True)
 
     def put_stream(self, src: BinaryIO, *, tmpdir: Path | None = None) -> Stored:
         """Store the content of ``src`` (read to its end), spooled to a temporary file in
