@@ -204,8 +204,9 @@ class ContentStore:
     ) -> Stored:
         """Store the file at ``path`` unless its content is already stored.
 
-        On a backend that can stage content (a local directory), the file is read once:
-        hashed while a temporary copy is written, which is then named by its hash. Otherwise a
+        On a backend that can stage content (a local directory), the file is read once: hashed
+        first when it is small, then written only if its content is new; otherwise hashed while
+        a temporary copy is written, which is then named by its hash. On other backends, a
         first pass hashes the file (skipped when ``digest`` is given); when the content is
         new, a second pass uploads it while re-hashing, and raises ``ContentChanged`` at the
         end if the bytes differ from ``digest``, so nothing is stored under a wrong key.
@@ -242,13 +243,13 @@ class ContentStore:
         with open_(raw) as src:
             head = src.read(CHUNK)
             more = src.read(CHUNK) if head else b""
-            if not more:
-                seen.update(head)
-                return self._put_small(seen.digest, head)
             seen.update(head)
-            seen.update(more)
-            rest = _Prefixed((head, more), tap(src, seen.update))
-            staged = backend.stage(cast(BinaryIO, rest))
+            if more:
+                seen.update(more)
+                rest = _Prefixed((head, more), tap(src, seen.update))
+                staged = backend.stage(cast(BinaryIO, rest))
+        if not more:
+            return self._put_small(seen.digest, head)
         digest, size = seen.digest, seen.size
         try:
             key = self.key(digest)
