@@ -21,6 +21,7 @@ from hpcsnap.blobstore import (
     hash_file,
 )
 from hpcsnap.blobstore.content import CHUNK, _Prefixed, tap
+from hpcsnap.blobstore.local import _Staged
 
 
 @pytest.fixture
@@ -139,7 +140,7 @@ class Counting(LocalBackend):
 
     staged = 0
 
-    def stage(self, src: BinaryIO):  # type: ignore[no-untyped-def]
+    def stage(self, src: BinaryIO) -> _Staged:
         self.staged += 1
         return super().stage(src)
 
@@ -178,7 +179,7 @@ def test_large_content_is_staged_whole_in_one_read(tmp_path: Path, size: int) ->
 
 
 def test_prefixed_reader_gives_its_chunks_then_the_rest() -> None:
-    reader = _Prefixed((b"abc", b"de"), io.BytesIO(b"fgh"))  # type: ignore[arg-type]
+    reader = _Prefixed((b"abc", b"de"), io.BytesIO(b"fgh"))
     assert [reader.read(2), reader.read(2), reader.read(5), reader.read(5), reader.read(1)] == [
         b"ab",
         b"c",
@@ -186,10 +187,10 @@ def test_prefixed_reader_gives_its_chunks_then_the_rest() -> None:
         b"fgh",
         b"",
     ]
-    whole = _Prefixed((b"ab", b"c"), io.BytesIO(b"de"))  # type: ignore[arg-type]
+    whole = _Prefixed((b"ab", b"c"), io.BytesIO(b"de"))
     assert whole.read() == b"abcde"
     buf = bytearray(4)
-    assert _Prefixed((b"xyz",), io.BytesIO(b"")).readinto(buf) == 3 and buf[:3] == b"xyz"  # type: ignore[arg-type]
+    assert _Prefixed((b"xyz",), io.BytesIO(b"")).readinto(buf) == 3 and buf[:3] == b"xyz"
 
 
 def test_content_changed_between_passes_stores_nothing(two_pass: ContentStore) -> None:
