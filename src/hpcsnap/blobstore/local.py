@@ -168,9 +168,9 @@ class _Recycler:
     again a generation later (:data:`RECYCLE_EVERY`), when its pages are clean, and the file
     it held is closed; :meth:`drain`, after a sync, does it for every object still held (a
     temporary file discarded meanwhile, its content already stored, keeps its disk space
-    until then: two generations at most). Only while
-    the disk is not busy reading: write-back started early would then compete with the reads
-    (bench/README.md, P1 cold). Best effort: a failure to drop is ignored."""
+    until then: two generations at most). Only while the disk is not busy reading: write-back
+    started early would then compete with the reads (bench/README.md, P1 cold). Best effort:
+    a failure to drop is ignored, and pages still being written back when dropped stay."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
