@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hpcsnap.agent import snapshots
+from hpcsnap.agent.priority import IdleMeter
 from hpcsnap.agent.protocol import PeriodicConfig
 from hpcsnap.agent.snapshots import Snapshotter
 from hpcsnap.blobstore import ContentStore, LocalBackend
@@ -19,9 +22,11 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.bodies: list[Any] = []
 
     def call(self, method: str, path: str, body: Any = None, **_: Any) -> Any:
         self.calls.append((method, path))
+        self.bodies.append(body)
         n = len(self.calls)
         return {"id": f"s{n}", "kind": "periodic", "directory": f"snapshots/{n}/"}
 
@@ -110,3 +115,81 @@ def test_interval_changes_and_zero_stops(tmp_path: Path) -> None:
     clock.now += 100
     assert snap.tick() == "idle"
     assert len(server.calls) == 1
+
+
+class Meter(IdleMeter):
+    """Stands in for IdleMeter: the machine is as idle as told."""
+
+    def __init__(self, idle: float, age: float = 0.0) -> None:  # no super(): no /proc/stat
+        self.idle, self._age = idle, age
+
+    def age(self) -> float:
+        return self._age
+
+    def idle_cores(self) -> float:
+        return self.idle
+
+    def reset(self) -> None:
+        pass
+
+
+def make_job(tmp_path: Path, interval: int) -> tuple[Snapshotter, FakeServer, Path]:
+    job = tmp_path / "job"
+    for i in range(5):
+        (job / f"t{i}").mkdir(parents=True)
+        (job / f"t{i}" / "f.dat").write_bytes(bytes([i]) * 5000)
+    snap, server, _ = make(tmp_path, interval)
+    snap.root = job
+    return snap, server, job
+
+
+def test_spare_cpu_stores_ahead_and_the_tick_reads_only_what_changed_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snapshots, "SETTLED", 0.0)
+    snap, server, job = make_job(tmp_path, 5)
+    assert snap.store_ahead(Meter(idle=2.0)) is True  # stored files, and the CPU is still spare
+    assert sorted(snap.known) == [f"t{i}/f.dat" for i in range(5)]
+    assert snap.store_ahead(Meter(idle=2.0)) is False  # nothing left to store
+    time.sleep(0.05)
+    (job / "t0" / "f.dat").write_bytes(b"changed after it was stored ahead")
+    job_ = snapshots.Job(snap.open_snapshot("periodic"))
+    snap.run(job_)
+    assert job_.ok, job_.error
+    commit = json.loads(b"".join(server.bodies[-1]))
+    assert commit["files_read"] == 1 and commit["files_reused"] == 4
+
+
+def test_no_storing_ahead_on_a_busy_machine_without_periodic_snapshots_or_with_a_capture_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snapshots, "SETTLED", 0.0)
+    snap, _, _ = make_job(tmp_path, 5)
+    assert snap.store_ahead(Meter(idle=0.1, age=snapshots.STORE_AHEAD_LOOK)) is False
+    snap._queue.put(snapshots.Job(snap.open_snapshot("periodic")))
+    assert snap.store_ahead(Meter(idle=2.0)) is False
+    assert snap.known == {}
+    idle, _, _ = make_job(tmp_path / "other", 0)
+    assert idle.store_ahead(Meter(idle=2.0)) is False
+    assert idle.known == {}
+
+
+def test_the_worker_stores_ahead_only_while_cores_are_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snapshots, "SETTLED", 0.0)
+    monkeypatch.setattr(snapshots, "STORE_AHEAD_LOOK", 0.05)
+    meter = Meter(idle=0.0)
+    monkeypatch.setattr(snapshots, "IdleMeter", lambda: meter)
+    snap, _, _ = make_job(tmp_path, 3600)
+    snap.start()
+    try:
+        time.sleep(0.5)
+        assert snap.known == {}  # busy: nothing stored ahead
+        meter.idle = 1.0
+        deadline = time.monotonic() + 10
+        while len(snap.known) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(snap.known) == 5
+    finally:
+        snap.stop()

@@ -9,11 +9,12 @@ import platform
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from hpcsnap.agent.priority import AUTOGROUP, lower_this_thread
+from hpcsnap.agent.priority import AUTOGROUP, IdleMeter, lower_this_thread
 from tests.support import ServerProcess, agent_pids, wait_for
 
 SYS_IOPRIO_GET = {"x86_64": 252, "aarch64": 31}
@@ -126,3 +127,30 @@ def cmdline(proc: Path) -> bytes:
         return (proc / "cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_idle_meter_counts_idle_and_iowait_of_the_machine(tmp_path: Path) -> None:
+    """Cores idle (or waiting for I/O) since the last look, from ``/proc/stat``'s first line."""
+    stat = tmp_path / "stat"
+    tick = os.sysconf("SC_CLK_TCK")
+    stat.write_text("cpu  500 0 200 1000 50 0 0 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+    meter = IdleMeter(stat)
+    time.sleep(0.5)
+    # half a second: one core idle and another half waiting for I/O, 1.5 cores in all
+    stat.write_text(f"cpu  600 0 250 {1000 + tick // 2} {50 + tick // 4} 0 0 0 0 0\n")
+    assert 1.1 < meter.idle_cores() <= 1.6
+    stat.write_text("garbage\n")
+    assert meter.idle_cores() == 0.0
+    assert IdleMeter(tmp_path / "missing").idle_cores() == 0.0
+
+
+def test_idle_meter_counts_its_own_threads_cpu_as_idle(tmp_path: Path) -> None:
+    """Work done on spare CPU must not hide that CPU: the calling thread's own time counts."""
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  500 0 200 1000 50 0 0 0 0 0\n")  # the machine's idle time stands still
+    meter = IdleMeter(stat)
+    end = time.thread_time() + 0.3
+    while time.thread_time() < end:
+        pass
+    assert meter.age() >= 0.3
+    assert meter.idle_cores() > 0.2  # about 1 unless other tests share the cores

@@ -21,6 +21,7 @@ import logging
 import os
 import platform
 import threading
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -99,3 +100,42 @@ def lower_this_thread(*, nice: int = 19, io_level: int = 7) -> None:
     if libc.syscall(number, _IOPRIO_WHO_PROCESS, tid, value) != 0:
         err = ctypes.get_errno()
         log.warning("could not lower the I/O priority of snapshot work: %s", os.strerror(err))
+
+
+PROC_STAT = Path("/proc/stat")
+
+
+class IdleMeter:
+    """How many cores the machine left idle since the last look: the ``idle`` and ``iowait``
+    time of ``/proc/stat`` (the whole machine's), plus the calling thread's own CPU time, so
+    that work done only on spare CPU does not hide the spare CPU it runs on. Use it from one
+    thread. Where ``/proc/stat`` cannot be read, no core is ever idle."""
+
+    def __init__(self, path: Path = PROC_STAT) -> None:
+        self._path = path
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._last = self._sample()
+
+    def _sample(self) -> tuple[float, float, float] | None:
+        try:
+            fields = self._path.read_text().split("\n", 1)[0].split()
+            idle = (int(fields[4]) + int(fields[5])) / self._tick
+        except (OSError, IndexError, ValueError):
+            return None
+        return time.monotonic(), idle, time.thread_time()
+
+    def reset(self) -> None:
+        """Start measuring from now (forget what came before)."""
+        self._last = self._sample()
+
+    def age(self) -> float:
+        """Seconds since the last look."""
+        return time.monotonic() - self._last[0] if self._last is not None else 0.0
+
+    def idle_cores(self) -> float:
+        """Average idle cores since the last look (or :meth:`reset`), and start again."""
+        now, last = self._sample(), self._last
+        self._last = now
+        if now is None or last is None or now[0] <= last[0]:
+            return 0.0
+        return ((now[1] - last[1]) + (now[2] - last[2])) / (now[0] - last[0])

@@ -2,10 +2,13 @@
 
 Every successful capture is published by the server in one transaction (``commit``); a capture
 that fails is reported ``Failure`` and changes nothing that was published before. Change
-detection uses every file this agent has already stored (the union of its successful captures),
-so a file is read once however the filters of successive snapshots differ. When snapshots are
-deleted, the server may free content this agent still reuses: it then refuses the commit, naming
-the missing blobs, and the agent forgets them and captures again (once).
+detection uses every file this agent has already stored (the union of its successful captures,
+and of what it stored ahead), so a file is read once however the filters of successive snapshots
+differ. While periodic snapshots are on and the machine has CPU to spare, the worker stores
+ahead the files the job has left alone, so that the next tick's capture reads only what changed
+since. When snapshots are deleted, the server may free content this agent still reuses: it then
+refuses the commit, naming the missing blobs, and the agent forgets them and captures again
+(once).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from hpcsnap.agent.client import AgentClient, CredentialRevoked, ServerRefused
-from hpcsnap.agent.priority import calm_session, hurry_session, lower_this_thread
+from hpcsnap.agent.priority import IdleMeter, calm_session, hurry_session, lower_this_thread
 from hpcsnap.agent.protocol import (
     NewSnapshot,
     PeriodicConfig,
@@ -35,7 +38,7 @@ from hpcsnap.agent.protocol import (
     dump,
 )
 from hpcsnap.blobstore import ContentStore
-from hpcsnap.snapshot.capture import CaptureResult, Progress, capture
+from hpcsnap.snapshot.capture import CaptureResult, Progress, capture, store_ahead
 from hpcsnap.snapshot.filters import CAPTURE_BUDGET, PathFilter
 from hpcsnap.snapshot.manifest import Entry, Manifest
 
@@ -50,6 +53,19 @@ schedule."""
 PROGRESS_EVERY = 1.0
 """Seconds between two progress reports of a capture to the server (the last one is always
 sent): each costs the server a transaction, and a job sharing the machine pays for it."""
+
+
+STORE_AHEAD_LOOK = 0.5
+"""Seconds between two looks, while no capture runs or waits, at whether the machine has CPU to
+spare for storing ahead (:meth:`Snapshotter.store_ahead`); also how often a pass checks it
+still has."""
+
+STORE_AHEAD_IDLE = 0.5
+"""Cores left idle on average since the last look (the snapshot worker's own CPU counted as
+idle) for the worker to store ahead."""
+
+SETTLED = 0.5
+"""Seconds a file must have been left alone (its ctime) to be stored ahead."""
 
 
 class ManifestStore:
@@ -259,8 +275,16 @@ class Snapshotter:
 
     def _work(self) -> None:
         lower_this_thread()
+        meter = IdleMeter()
+        spare = False  # the last pass stored files, and the CPU was still spare
         while True:
-            job = self._queue.get()
+            try:
+                job = self._queue.get(timeout=0 if spare else STORE_AHEAD_LOOK)
+            except queue.Empty:
+                spare = (spare or meter.idle_cores() >= STORE_AHEAD_IDLE) and self.store_ahead(
+                    meter
+                )
+                continue
             if job is None:
                 return
             with self._busy:
@@ -269,6 +293,49 @@ class Snapshotter:
                 finally:
                     calm_session()
             job.done.set()
+            meter.reset()  # the capture's CPU was not spare
+            spare = False
+
+    def store_ahead(self, meter: IdleMeter) -> bool:
+        """While periodic snapshots are on, store the files that changed since they were last
+        stored and have been left alone for :data:`SETTLED` seconds, with the filters of the
+        periodic snapshots, and add them to what change detection knows: the next tick's
+        capture then reads only what changed since. Only on spare CPU: the pass stops when a
+        capture is asked for, or when the machine has had less than :data:`STORE_AHEAD_IDLE`
+        cores idle since the last look. Returns whether it stored files and the CPU is still
+        spare (then another pass may follow at once). Best effort: a failure is logged and the
+        capture does the work."""
+        cfg = self._periodic
+        if cfg.interval <= 0 or self._stop.is_set():
+            return False
+        busy = [False]
+
+        def stop() -> bool:
+            if not self._queue.empty() or self._stop.is_set():
+                return True
+            if meter.age() < STORE_AHEAD_LOOK:
+                return False
+            busy[0] = meter.idle_cores() < STORE_AHEAD_IDLE
+            return busy[0]
+
+        try:
+            stored = store_ahead(
+                self.root,
+                self.store,
+                path_filter=PathFilter(
+                    cfg.whitelist, cfg.blacklist, budget=self.filter_budget, label="snapshot"
+                ),
+                parent=self.known,
+                settled_before=time.time_ns() - int(SETTLED * 1e9),
+                stop=stop,
+                baseline=None if self.include_unchanged_inputs else self.baseline,
+                hard_limit=self.hard_limit,
+            )
+        except Exception as exc:
+            log.info("storing ahead stopped: %s", exc)
+            return False
+        self.known.update(stored)
+        return bool(stored) and not busy[0]
 
     def run(self, job: Job) -> None:
         req = job.request

@@ -4,7 +4,8 @@ A library used by the agent: :func:`capture` scans a directory (never following 
 never opening FIFOs, sockets or devices, any byte sequence in names), filters the paths with
 the task's regular expressions (:class:`PathFilter`), reuses unchanged files from the parent
 snapshot's :class:`Manifest` without opening them, stores new content in a
-:class:`~hpcsnap.blobstore.ContentStore` and returns the new manifest. :func:`restore` writes
+:class:`~hpcsnap.blobstore.ContentStore` and returns the new manifest; :func:`store_ahead`
+stores the files left alone for a while, for a later capture to reuse. :func:`restore` writes
 entries back (staging inputs, restarting a task from a snapshot); :func:`diff` compares two
 trees (manifests, or listings of bucket keys). It knows nothing of HTTP, databases, buckets or
 tasks.
@@ -21,6 +22,7 @@ from hpcsnap.snapshot.capture import (
     SnapshotTooLarge,
     capture,
     format_size,
+    store_ahead,
 )
 from hpcsnap.snapshot.diff import Change, Diff, Item, Record, diff
 from hpcsnap.snapshot.filters import FilterError, PathFilter, compile_pattern
@@ -46,4 +48,5 @@ __all__ = [
     "diff",
     "format_size",
     "restore",
+    "store_ahead",
 ]

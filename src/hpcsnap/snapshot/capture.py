@@ -15,6 +15,9 @@ if the content is new, re-hashed on the way), ``lstat`` again. A file that chang
 read again, up to ``max_tries`` times, then reported *unstable* and left out of the manifest: a
 torn copy is never recorded. A file that vanished is left out silently. The store is flushed
 before the manifest is returned, so the caller can publish it at once.
+
+:func:`store_ahead` does phase 1 and 2 for the files left alone for a while, without making a
+snapshot: the next capture finds them unchanged since the entries it returns, and reads nothing.
 """
 
 from __future__ import annotations
@@ -241,7 +244,11 @@ class _Run:
         path_filter: PathFilter,
         parent: Mapping[str, Entry],
         baseline: Mapping[str, Entry],
+        settled_before: int | None = None,
     ) -> None:
+        """Sort what the scan finds (see the module docstring). With ``settled_before``
+        (nanoseconds since the epoch), plan only files left alone since then (ctime, which any
+        write or metadata change moves): nothing else is read, and symlinks are left out."""
         scanner = Scanner(
             root,
             accept=path_filter.accepts if path_filter.whitelist or path_filter.blacklist else None,
@@ -280,6 +287,10 @@ class _Run:
                     reused += 1
                     if old.kind == "file":
                         kept += st.st_size
+                elif settled_before is not None and (
+                    st.st_ctime_ns > settled_before or stat.S_ISLNK(st.st_mode)
+                ):
+                    continue
                 elif stat.S_ISLNK(st.st_mode):
                     self.read_link(Found(path, st, exact))
                 else:
@@ -313,7 +324,7 @@ class _Run:
                 f"{format_size(soft_limit)}: consider narrowing the snapshot filters"
             )
 
-    def read_all(self, max_tries: int) -> None:
+    def read_all(self, max_tries: int, stop: Callable[[], bool] | None = None) -> None:
         self.files_done = self.files_reused + self.files_read
         self.files_total = self.files_done + len(self.to_read)
         self.report(force=True)
@@ -322,17 +333,19 @@ class _Run:
         self.to_read.sort(key=lambda f: f.ino)
         self.read_ahead = _ReadAhead(self.tree, self.to_read, READ_AHEAD)
         try:
-            self.read_each(max_tries)
+            self.read_each(max_tries, stop)
         finally:
             self.read_ahead.close()
             self.read_ahead = None
-        if self.written:
+        if self.written and stop is None:
             self.store.flush()
         self.report(force=True)
 
-    def read_each(self, max_tries: int) -> None:
+    def read_each(self, max_tries: int, stop: Callable[[], bool] | None) -> None:
         assert self.read_ahead is not None
         for found in self.to_read:
+            if stop is not None and stop():
+                return
             self.read_ahead.advance(self.transferred)
             self.current_read, self.current_size = 0, found.size
             entry = self.read_file(found, max_tries)
@@ -451,3 +464,34 @@ def capture(
         run.check_limits(soft_limit, hard_limit)
         run.read_all(max_tries)
     return run.result()
+
+
+def store_ahead(
+    root: Path,
+    store: ContentStore,
+    *,
+    path_filter: PathFilter,
+    parent: Mapping[str, Entry],
+    settled_before: int,
+    stop: Callable[[], bool],
+    baseline: Manifest | None = None,
+    hard_limit: int | None = None,
+) -> dict[str, Entry]:
+    """Store, without making a snapshot, the files under ``root`` that changed since
+    ``parent`` (as a capture would see them) and were left alone since ``settled_before``
+    (ctime, in nanoseconds since the epoch); return their entries, which a later capture given
+    them as part of its parent reuses without reading the files again, if they have not
+    changed since. Files still being written are left to that capture.
+
+    ``stop`` is asked before each file; once it answers true, what was stored so far is
+    returned. The store is not flushed: whoever publishes a manifest that uses these entries
+    flushes it first (as :func:`capture`'s callers do). Nothing is stored when the files to
+    read would take the snapshot past ``hard_limit`` (:class:`SnapshotTooLarge`).
+    """
+    with Beneath(root) as tree:
+        run = _Run(root, store, tree, tree.open, None, None)
+        run.plan(root, path_filter, parent, baseline or {}, settled_before=settled_before)
+        run.check_limits(None, hard_limit)
+        run.read_all(max_tries=1, stop=stop)
+    slots = run.slots
+    return {f.path: e for f in run.to_read if (e := slots.get(f.path)) is not None}
