@@ -111,6 +111,7 @@ class AgentSpec(_Model):
     snapshot_blacklist: str | None = None
     soft_limit: int | None = None
     hard_limit: int | None = None
+    keep_workdir: bool = False
     task_user: str | None = None
     #: Manifests of the snapshots to restore into /job before the resources, oldest first.
     resume_manifests: list[str] = []

@@ -128,7 +128,7 @@ class TaskRunner:
         except Exception as exc:
             log.exception("staging failed")
             self.report(TaskState.FAILURE, error=f"staging the resources failed: {exc}")
-            box.remove()
+            self.discard(spec, box)
             return 1
         self.report(TaskState.EXECUTING, job_mode=box.mode)
         threading.Thread(target=self._poll_events, name="events", daemon=True).start()
@@ -223,8 +223,17 @@ class TaskRunner:
         self.report(
             outcome, exit_code=code if outcome != TaskState.CANCELLED else None, error=error
         )
-        box.remove()
+        self.discard(spec, box)
         return 0
+
+    @staticmethod
+    def discard(spec: AgentSpec, box: Sandbox) -> None:
+        """Delete the task's working directory, unless the server keeps them
+        (``HPCSNAP_KEEP_WORKDIRS``)."""
+        if spec.keep_workdir:
+            log.info("keeping the working directory %s", box.root)
+        else:
+            box.remove()
 
     def stage(self, spec: AgentSpec, store: ContentStore, box: Sandbox) -> Manifest:
         """Restore the snapshot to resume from, place the resource files in /job; return what

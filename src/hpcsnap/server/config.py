@@ -21,6 +21,17 @@ def _env_int(name: str, default: int | None) -> int | None:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
 
 
+_BOOL = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False}
+
+
+def _env_bool(name: str) -> bool:
+    raw = os.environ[name]
+    try:
+        return _BOOL[raw.strip().lower()]
+    except KeyError:
+        raise SystemExit(f"{name} must be 1 or 0 (true or false), got {raw!r}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server and the agents it starts need to know.
@@ -42,6 +53,9 @@ class Settings:
     snapshot_hard_limit: int | None = field(
         default=None, metadata={"env": "HPCSNAP_SNAPSHOT_HARD_LIMIT"}
     )
+    #: Keep each ended task's working directory (its ``/job``) on its node instead of deleting
+    #: it: to inspect what a task left, or to measure without mass deletions (bench/README.md).
+    keep_workdirs: bool = field(default=False, metadata={"env": "HPCSNAP_KEEP_WORKDIRS"})
     #: An agent silent for this long is declared lost and its task fails.
     agent_timeout: int = field(default=60, metadata={"env": "HPCSNAP_AGENT_TIMEOUT"})
     #: How often (milliseconds) a waiting agent's long-poll re-reads the database for what
@@ -88,6 +102,8 @@ class Settings:
                 raw = os.environ[env]
                 if f.type in ("int", "int | None"):
                     values[name] = _env_int(env, None)
+                elif f.type == "bool":
+                    values[name] = _env_bool(env)
                 elif name == "data_dir":
                     values[name] = Path(raw)
                 else:

@@ -126,6 +126,7 @@ def spec(task_uuid: str, agent: Agent, ctx: Ctx) -> dict[str, Any]:
                 snapshot_blacklist=task.snapshot_blacklist,
                 soft_limit=ctx.settings.snapshot_soft_limit,
                 hard_limit=ctx.settings.snapshot_hard_limit,
+                keep_workdir=ctx.settings.keep_workdirs,
                 task_user=ctx.settings.task_user,
                 resume_manifests=resume_manifests,
                 resume_error=resume_error,
