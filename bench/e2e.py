@@ -76,11 +76,12 @@ def _server_pid(api: Api) -> int | None:
 def p4_job_slowdown(
     server: ServerProcess, api: Api, runs: int, tree_mib: int, work: int, settle_s: float
 ) -> list[Row]:
-    """P4, and P4c. Each task deletes its 1 GiB / 10,000-file ``/job`` when it ends; each
-    snapshotted run waits ``settle_s`` before it starts (:func:`~bench.timing.settle`), as P1
-    does: its snapshots create thousands of files while the job is timed, and on ext4 without
-    a journal each would otherwise scan past the inodes the previous run just deleted, a cost
-    the run without snapshots never pays in its timed part (it creates its tree before)."""
+    """P4, and P4c. The server keeps each task's 1 GiB / 10,000-file ``/job`` when it ends
+    (``HPCSNAP_KEEP_WORKDIRS``), and each snapshotted run waits ``settle_s`` before it starts
+    (:func:`~bench.timing.settle`), as P1 does: its snapshots create thousands of files while
+    the job is timed, and on ext4 without a journal each would otherwise scan past the inodes
+    deleted in the last minutes (up to six: see bench/README.md), a cost the run without
+    snapshots never pays in its timed part (it creates its tree before)."""
     api.ok("POST", "/buckets", json={"name": "bench-job"})
     api.upload("bench-job", "cpujob.py", (HERE / "cpujob.py").read_bytes())
     cmd = f"python3 cpujob.py --tree-mib {tree_mib} --work {work}"

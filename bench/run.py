@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         if only & {"P4", "P5", "P8"}:
             from tests.support import ServerProcess
 
-            server = ServerProcess(work / "server")
+            # ended tasks' working directories are kept until the end (see bench/README.md, P4)
+            server = ServerProcess(work / "server", HPCSNAP_KEEP_WORKDIRS="1")
             server.start()
             try:
                 api = server.user("bench")
