@@ -106,10 +106,11 @@ PROC_STAT = Path("/proc/stat")
 
 
 class IdleMeter:
-    """How many cores the machine left idle since the last look: the ``idle`` and ``iowait``
-    time of ``/proc/stat`` (the whole machine's), plus the calling thread's own CPU time, so
-    that work done only on spare CPU does not hide the spare CPU it runs on. Use it from one
-    thread. Where ``/proc/stat`` cannot be read, no core is ever idle."""
+    """How many cores the machine left idle since the last look: the ``idle`` time of
+    ``/proc/stat`` (the whole machine's; not ``iowait``: a job waiting for its disk would only
+    wait longer if snapshot work added to it), plus the calling thread's own CPU time, so that
+    work done only on spare CPU does not hide the spare CPU it runs on. Use it from one thread.
+    Where ``/proc/stat`` cannot be read, no core is ever idle."""
 
     def __init__(self, path: Path = PROC_STAT) -> None:
         self._path = path
@@ -119,7 +120,7 @@ class IdleMeter:
     def _sample(self) -> tuple[float, float, float] | None:
         try:
             fields = self._path.read_text().split("\n", 1)[0].split()
-            idle = (int(fields[4]) + int(fields[5])) / self._tick
+            idle = int(fields[4]) / self._tick
         except (OSError, IndexError, ValueError):
             return None
         return time.monotonic(), idle, time.thread_time()
