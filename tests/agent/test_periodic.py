@@ -160,7 +160,7 @@ def test_spare_cpu_stores_ahead_and_the_tick_reads_only_what_changed_since(
     assert commit["files_read"] == 1 and commit["files_reused"] == 4
 
 
-def test_no_storing_ahead_on_a_busy_machine_without_periodic_snapshots_or_with_a_capture_waiting(
+def test_no_storing_ahead_when_busy_without_periodic_snapshots_a_capture_waiting_or_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(snapshots, "SETTLED", 0.0)
@@ -172,6 +172,10 @@ def test_no_storing_ahead_on_a_busy_machine_without_periodic_snapshots_or_with_a
     idle, _, _ = make_job(tmp_path / "other", 0)
     assert idle.store_ahead(Meter(idle=2.0)) is False
     assert idle.known == {}
+    off, _, _ = make_job(tmp_path / "off", 5)
+    off.ahead = False  # HPCSNAP_STORE_AHEAD=0
+    assert off.store_ahead(Meter(idle=2.0)) is False
+    assert off.known == {}
 
 
 def test_the_worker_stores_ahead_only_while_cores_are_idle(

@@ -119,3 +119,24 @@ def test_nothing_is_stored_past_the_hard_limit(job: Path, store: ContentStore) -
             hard_limit=sum(len(c) for c in SETTLED.values()) - 1,
         )
     assert all_blobs(store) == {}
+
+
+def test_files_rewritten_since_the_parent_stored_them_are_left_to_the_capture(
+    job: Path, store: ContentStore
+) -> None:
+    write_tree(job, SETTLED)
+    first = capture(job, store, path_filter=PathFilter()).manifest
+    grown = next(iter(SETTLED))
+    time.sleep(0.05)
+    with open(job / grown, "ab") as f:
+        f.write(b"one more step")
+    write_tree(job, {"new.dat": b"a new file"})
+    ahead = store_ahead(
+        job,
+        store,
+        path_filter=PathFilter(),
+        parent=first,
+        settled_before=time.time_ns() + 10**9,
+        stop=lambda: False,
+    )
+    assert sorted(ahead) == ["new.dat"]

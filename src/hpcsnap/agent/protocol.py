@@ -112,6 +112,7 @@ class AgentSpec(_Model):
     soft_limit: int | None = None
     hard_limit: int | None = None
     keep_workdir: bool = False
+    store_ahead: bool = True
     task_user: str | None = None
     #: Manifests of the snapshots to restore into /job before the resources, oldest first.
     resume_manifests: list[str] = []

@@ -141,6 +141,7 @@ class TaskRunner:
             periodic=spec.periodic,
             soft_limit=spec.soft_limit,
             hard_limit=spec.hard_limit,
+            ahead=spec.store_ahead,
         ).start()
         sock: JobSocket | None = None
         try:

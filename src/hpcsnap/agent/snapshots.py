@@ -5,10 +5,10 @@ that fails is reported ``Failure`` and changes nothing that was published before
 detection uses every file this agent has already stored (the union of its successful captures,
 and of what it stored ahead), so a file is read once however the filters of successive snapshots
 differ. While periodic snapshots are on and the machine has CPU to spare, the worker stores
-ahead the files the job has left alone, so that the next tick's capture reads only what changed
-since. When snapshots are deleted, the server may free content this agent still reuses: it then
-refuses the commit, naming the missing blobs, and the agent forgets them and captures again
-(once).
+ahead the new files the job has left alone, so that the next tick's capture reads only what
+changed since. When snapshots are deleted, the server may free content this agent still
+reuses: it then refuses the commit, naming the missing blobs, and the agent forgets them and
+captures again (once).
 """
 
 from __future__ import annotations
@@ -154,8 +154,10 @@ class Snapshotter:
         hard_limit: int | None,
         clock: Callable[[], float] = time.monotonic,
         filter_budget: float = CAPTURE_BUDGET,
+        ahead: bool = True,
     ) -> None:
         self.client = client
+        self.ahead = ahead
         self.filter_budget = filter_budget
         self.store = store
         self.root = root
@@ -297,16 +299,17 @@ class Snapshotter:
             spare = False
 
     def store_ahead(self, meter: IdleMeter) -> bool:
-        """While periodic snapshots are on, store the files that changed since they were last
-        stored and have been left alone for :data:`SETTLED` seconds, with the filters of the
-        periodic snapshots, and add them to what change detection knows: the next tick's
-        capture then reads only what changed since. Only on spare CPU: the pass stops when a
-        capture is asked for, or when the machine has had less than :data:`STORE_AHEAD_IDLE`
-        cores idle since the last look. Returns whether it stored files and the CPU is still
-        spare (then another pass may follow at once). Best effort: a failure is logged and the
-        capture does the work."""
+        """While periodic snapshots are on (and ``ahead``, the server's ``HPCSNAP_STORE_AHEAD``),
+        store the new files (never stored by this agent) that have been left alone for
+        :data:`SETTLED` seconds, with the filters of the periodic snapshots, and add them to
+        what change detection knows: the next tick's capture then reads only what changed
+        since (files rewritten in place are left to it: each path is stored ahead once). Only
+        on spare CPU: the pass stops when a capture is asked for, or when the machine has had
+        less than :data:`STORE_AHEAD_IDLE` cores idle since the last look. Returns whether it
+        stored files and the CPU is still spare (then another pass may follow at once). Best
+        effort: a failure is logged and the capture does the work."""
         cfg = self._periodic
-        if cfg.interval <= 0 or self._stop.is_set():
+        if not self.ahead or cfg.interval <= 0 or self._stop.is_set():
             return False
         busy = [False]
 

@@ -53,6 +53,9 @@ class Settings:
     snapshot_hard_limit: int | None = field(
         default=None, metadata={"env": "HPCSNAP_SNAPSHOT_HARD_LIMIT"}
     )
+    #: Let agents store ahead, on idle CPU, the files a job has left alone between two periodic
+    #: snapshots (see README.md, "Gentle on the job"); 0 makes each tick's capture do it all.
+    store_ahead: bool = field(default=True, metadata={"env": "HPCSNAP_STORE_AHEAD"})
     #: Keep each ended task's working directory (its ``/job``) on its node instead of deleting
     #: it: to inspect what a task left, or to measure without mass deletions (bench/README.md).
     keep_workdirs: bool = field(default=False, metadata={"env": "HPCSNAP_KEEP_WORKDIRS"})

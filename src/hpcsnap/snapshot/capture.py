@@ -247,8 +247,9 @@ class _Run:
         settled_before: int | None = None,
     ) -> None:
         """Sort what the scan finds (see the module docstring). With ``settled_before``
-        (nanoseconds since the epoch), plan only files left alone since then (ctime, which any
-        write or metadata change moves): nothing else is read, and symlinks are left out."""
+        (nanoseconds since the epoch), plan only new files (not in ``parent``) left alone
+        since then (ctime, which any write or metadata change moves): nothing else is read,
+        and symlinks are left out."""
         scanner = Scanner(
             root,
             accept=path_filter.accepts if path_filter.whitelist or path_filter.blacklist else None,
@@ -288,7 +289,7 @@ class _Run:
                     if old.kind == "file":
                         kept += st.st_size
                 elif settled_before is not None and (
-                    st.st_ctime_ns > settled_before or stat.S_ISLNK(st.st_mode)
+                    old is not None or st.st_ctime_ns > settled_before or stat.S_ISLNK(st.st_mode)
                 ):
                     continue
                 elif stat.S_ISLNK(st.st_mode):
@@ -477,11 +478,13 @@ def store_ahead(
     baseline: Manifest | None = None,
     hard_limit: int | None = None,
 ) -> dict[str, Entry]:
-    """Store, without making a snapshot, the files under ``root`` that changed since
-    ``parent`` (as a capture would see them) and were left alone since ``settled_before``
-    (ctime, in nanoseconds since the epoch); return their entries, which a later capture given
-    them as part of its parent reuses without reading the files again, if they have not
-    changed since. Files still being written are left to that capture.
+    """Store, without making a snapshot, the new files under ``root`` (paths not in
+    ``parent``) that were left alone since ``settled_before`` (ctime, in nanoseconds since the
+    epoch); return their entries, which a later capture given them as part of its parent
+    reuses without reading the files again, if they have not changed since. Files still being
+    written, and files rewritten in place since ``parent`` stored them, are left to that
+    capture: a path is stored ahead once, however often it is rewritten (a file that grows by
+    a little every few seconds is not copied whole each time).
 
     ``stop`` is asked before each file; once it answers true, what was stored so far is
     returned. The store is not flushed: whoever publishes a manifest that uses these entries

@@ -127,6 +127,7 @@ def spec(task_uuid: str, agent: Agent, ctx: Ctx) -> dict[str, Any]:
                 soft_limit=ctx.settings.snapshot_soft_limit,
                 hard_limit=ctx.settings.snapshot_hard_limit,
                 keep_workdir=ctx.settings.keep_workdirs,
+                store_ahead=ctx.settings.store_ahead,
                 task_user=ctx.settings.task_user,
                 resume_manifests=resume_manifests,
                 resume_error=resume_error,
