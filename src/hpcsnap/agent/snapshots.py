@@ -158,6 +158,7 @@ class Snapshotter:
     ) -> None:
         self.client = client
         self.ahead = ahead
+        self._ahead_error = ""
         self.filter_budget = filter_budget
         self.store = store
         self.root = root
@@ -335,7 +336,9 @@ class Snapshotter:
                 hard_limit=self.hard_limit,
             )
         except Exception as exc:
-            log.info("storing ahead stopped: %s", exc)
+            if str(exc) != self._ahead_error:  # once, not at every pass on idle CPU
+                log.info("storing ahead stopped: %s", exc)
+                self._ahead_error = str(exc)
             return False
         self.known.update(stored)
         return bool(stored) and not busy[0]

@@ -5,7 +5,7 @@ never opening FIFOs, sockets or devices, any byte sequence in names), filters th
 the task's regular expressions (:class:`PathFilter`), reuses unchanged files from the parent
 snapshot's :class:`Manifest` without opening them, stores new content in a
 :class:`~hpcsnap.blobstore.ContentStore` and returns the new manifest; :func:`store_ahead`
-stores the files left alone for a while, for a later capture to reuse. :func:`restore` writes
+stores the new files left alone for a while, for a later capture to reuse. :func:`restore` writes
 entries back (staging inputs, restarting a task from a snapshot); :func:`diff` compares two
 trees (manifests, or listings of bucket keys). It knows nothing of HTTP, databases, buckets or
 tasks.

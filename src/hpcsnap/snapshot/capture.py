@@ -16,8 +16,9 @@ read again, up to ``max_tries`` times, then reported *unstable* and left out of 
 torn copy is never recorded. A file that vanished is left out silently. The store is flushed
 before the manifest is returned, so the caller can publish it at once.
 
-:func:`store_ahead` does phase 1 and 2 for the files left alone for a while, without making a
-snapshot: the next capture finds them unchanged since the entries it returns, and reads nothing.
+:func:`store_ahead` does phase 1 and 2 for the new files left alone for a while, without making
+a snapshot and without flushing the store: the next capture finds them unchanged since the
+entries it returns, and does not read them again.
 """
 
 from __future__ import annotations
@@ -325,7 +326,11 @@ class _Run:
                 f"{format_size(soft_limit)}: consider narrowing the snapshot filters"
             )
 
-    def read_all(self, max_tries: int, stop: Callable[[], bool] | None = None) -> None:
+    def read_all(
+        self, max_tries: int, stop: Callable[[], bool] | None = None, *, flush: bool = True
+    ) -> None:
+        """Read every file planned (``stop`` is asked before each one), then flush the store
+        if anything new was written and ``flush``."""
         self.files_done = self.files_reused + self.files_read
         self.files_total = self.files_done + len(self.to_read)
         self.report(force=True)
@@ -338,7 +343,7 @@ class _Run:
         finally:
             self.read_ahead.close()
             self.read_ahead = None
-        if self.written and stop is None:
+        if self.written and flush:
             self.store.flush()
         self.report(force=True)
 
@@ -495,6 +500,6 @@ def store_ahead(
         run = _Run(root, store, tree, tree.open, None, None)
         run.plan(root, path_filter, parent, baseline or {}, settled_before=settled_before)
         run.check_limits(None, hard_limit)
-        run.read_all(max_tries=1, stop=stop)
+        run.read_all(max_tries=1, stop=stop, flush=False)
     slots = run.slots
     return {f.path: e for f in run.to_read if (e := slots.get(f.path)) is not None}
