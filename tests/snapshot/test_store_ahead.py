@@ -5,16 +5,28 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hpcsnap.blobstore import ContentStore
-from hpcsnap.snapshot import PathFilter, SnapshotTooLarge, capture, store_ahead
+from hpcsnap.snapshot import Entry, PathFilter, SnapshotTooLarge, capture, store_ahead
 
 from .helpers import all_blobs, write_tree, xxh
 
 SETTLED = {f"case/t{i}/f{i}.dat": bytes([i]) * (1000 + i) for i in range(6)}
 LATE = {"case/t0/late.dat": b"still being written", "log": b"Time = 0.2\n"}
+
+
+def ahead_of(job: Path, store: ContentStore, **options: Any) -> dict[str, Entry]:
+    """store_ahead() with every file settled, never stopped and no parent, unless told."""
+    defaults: dict[str, Any] = {
+        "path_filter": PathFilter(),
+        "parent": {},
+        "settled_before": time.time_ns() + 10**9,
+        "stop": lambda: False,
+    }
+    return store_ahead(job, store, **{**defaults, **options})
 
 
 def _settled_then_late(job: Path) -> int:
@@ -50,14 +62,7 @@ def test_a_file_changed_after_it_was_stored_ahead_is_read_again(
     job: Path, store: ContentStore
 ) -> None:
     write_tree(job, SETTLED)
-    ahead = store_ahead(
-        job,
-        store,
-        path_filter=PathFilter(),
-        parent={},
-        settled_before=time.time_ns() + 10**9,
-        stop=lambda: False,
-    )
+    ahead = ahead_of(job, store)
     assert len(ahead) == len(SETTLED)
     changed = next(iter(SETTLED))
     time.sleep(0.05)
@@ -70,19 +75,9 @@ def test_a_file_changed_after_it_was_stored_ahead_is_read_again(
 
 def test_filters_and_parent_are_honoured(job: Path, store: ContentStore) -> None:
     write_tree(job, SETTLED)
-    later = time.time_ns() + 10**9
-    first = store_ahead(
-        job,
-        store,
-        path_filter=PathFilter(blacklist=r"f[0-2]\.dat$"),
-        parent={},
-        settled_before=later,
-        stop=lambda: False,
-    )
+    first = ahead_of(job, store, path_filter=PathFilter(blacklist=r"f[0-2]\.dat$"))
     assert sorted(first) == sorted(p for p in SETTLED if p[-5] not in "012")
-    second = store_ahead(
-        job, store, path_filter=PathFilter(), parent=first, settled_before=later, stop=lambda: False
-    )
+    second = ahead_of(job, store, parent=first)
     assert sorted(second) == sorted(p for p in SETTLED if p[-5] in "012")
 
 
@@ -94,14 +89,7 @@ def test_it_stops_between_files_when_asked(job: Path, store: ContentStore) -> No
         asked.append(1)
         return len(asked) > 2
 
-    ahead = store_ahead(
-        job,
-        store,
-        path_filter=PathFilter(),
-        parent={},
-        settled_before=time.time_ns() + 10**9,
-        stop=stop,
-    )
+    ahead = ahead_of(job, store, stop=stop)
     assert len(ahead) == 2
     assert len(all_blobs(store)) == 2
 
@@ -109,15 +97,7 @@ def test_it_stops_between_files_when_asked(job: Path, store: ContentStore) -> No
 def test_nothing_is_stored_past_the_hard_limit(job: Path, store: ContentStore) -> None:
     write_tree(job, SETTLED)
     with pytest.raises(SnapshotTooLarge):
-        store_ahead(
-            job,
-            store,
-            path_filter=PathFilter(),
-            parent={},
-            settled_before=time.time_ns() + 10**9,
-            stop=lambda: False,
-            hard_limit=sum(len(c) for c in SETTLED.values()) - 1,
-        )
+        ahead_of(job, store, hard_limit=sum(len(c) for c in SETTLED.values()) - 1)
     assert all_blobs(store) == {}
 
 
@@ -131,12 +111,5 @@ def test_files_rewritten_since_the_parent_stored_them_are_left_to_the_capture(
     with open(job / grown, "ab") as f:
         f.write(b"one more step")
     write_tree(job, {"new.dat": b"a new file"})
-    ahead = store_ahead(
-        job,
-        store,
-        path_filter=PathFilter(),
-        parent=first,
-        settled_before=time.time_ns() + 10**9,
-        stop=lambda: False,
-    )
+    ahead = ahead_of(job, store, parent=first)
     assert sorted(ahead) == ["new.dat"]
