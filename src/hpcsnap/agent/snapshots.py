@@ -299,6 +299,9 @@ class Snapshotter:
             meter.reset()  # the capture's CPU was not spare
             spare = False
 
+    def _filter(self, whitelist: str | None, blacklist: str | None) -> PathFilter:
+        return PathFilter(whitelist, blacklist, budget=self.filter_budget, label="snapshot")
+
     def store_ahead(self, meter: IdleMeter) -> bool:
         """While periodic snapshots are on (and ``ahead``, the server's ``HPCSNAP_STORE_AHEAD``),
         store the new files (never stored by this agent) that have been left alone for
@@ -326,9 +329,7 @@ class Snapshotter:
             stored = store_ahead(
                 self.root,
                 self.store,
-                path_filter=PathFilter(
-                    cfg.whitelist, cfg.blacklist, budget=self.filter_budget, label="snapshot"
-                ),
+                path_filter=self._filter(cfg.whitelist, cfg.blacklist),
                 parent=self.known,
                 settled_before=time.time_ns() - int(SETTLED * 1e9),
                 stop=stop,
@@ -361,9 +362,7 @@ class Snapshotter:
                 result = capture(
                     self.root,
                     self.store,
-                    path_filter=PathFilter(
-                        req.whitelist, req.blacklist, budget=self.filter_budget, label="snapshot"
-                    ),
+                    path_filter=self._filter(req.whitelist, req.blacklist),
                     parent=self.known,
                     baseline=self.baseline,
                     include_unchanged_inputs=self.include_unchanged_inputs,
