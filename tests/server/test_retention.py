@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -149,7 +150,25 @@ def test_submission_validates_retention(user: Api) -> None:
         assert resp.status_code == 400 and "snapshotRetention" in resp.json()["message"], value
 
 
-def test_retention_keeps_the_last_n_periodic_and_storage_follows(server: ServerProcess) -> None:
+@pytest.fixture(scope="module")
+def server_without_storing_ahead(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServerProcess]:
+    """A server whose agents never store ahead: content stored ahead that no snapshot took (the
+    file changed again before the next tick) waits for the full sweep, so storage would hold
+    more than retention leaves."""
+    srv = ServerProcess(tmp_path_factory.mktemp("server"), HPCSNAP_STORE_AHEAD="0")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.cleanup()
+
+
+def test_retention_keeps_the_last_n_periodic_and_storage_follows(
+    server_without_storing_ahead: ServerProcess,
+) -> None:
+    server = server_without_storing_ahead
     api = server.user("rotator")
     uuid = api.submit(
         # files appear whole (rename), so no capture ever stores a torn copy
