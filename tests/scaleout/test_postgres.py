@@ -17,6 +17,7 @@ from hpcsnap.server.config import Settings
 from hpcsnap.server.context import ServerContext, _upgrade, build_context
 from hpcsnap.server.db import Database, Task
 from hpcsnap.server.scheduler import Scheduler
+from tests.server.test_blobrefs import OTHER, A, fill, plan
 from tests.services import Postgres
 
 
@@ -39,6 +40,19 @@ def test_the_same_migrations_run_on_postgresql(postgres: Postgres, tmp_path: Pat
     finally:
         pg.dispose()
         sqlite.dispose()
+
+
+def test_the_digest_lookup_uses_the_prefix_index_on_postgresql(postgres: Postgres) -> None:
+    db = Database(postgres.create_database("prefix"))
+    try:
+        db.upgrade()
+        fill(db)
+        # a tiny table, which a sequential scan would read faster: what matters is that the
+        # planner can use the index for this query's expression
+        steps = plan(db.engine, "EXPLAIN ", [A, OTHER], "SET enable_seqscan = off")
+        assert "ix_objects_owner_digest_prefix" in steps
+    finally:
+        db.dispose()
 
 
 def test_servers_starting_together_migrate_once(postgres: Postgres) -> None:

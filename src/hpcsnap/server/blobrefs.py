@@ -44,9 +44,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Select, func, literal_column, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnClause
 
 from hpcsnap.blobstore import BlobNotFound, ContentStore
 from hpcsnap.server.db import Database, Object, Snapshot, Task, User
@@ -126,6 +128,33 @@ class _Needed:
         return snapshot_id in self._ids
 
 
+DIGEST_PREFIX: ColumnClause[str] = literal_column("substr(objects.digest, 1, 8)")
+"""What ``objects`` indexes of a digest (``ix_objects_owner_digest_prefix``): its first 8 hex
+digits (32 bits: a user's keys share one by chance once in 4 billion pairs, and a row found by
+it is compared in full). Written out, not bound, so that SQLite's and PostgreSQL's planners
+see the very expression of the index."""
+
+
+def keys_referencing(owner_id: int, digests: list[str]) -> Select[Any]:
+    """The distinct digests of the owner's keys that share their indexed prefix with one of
+    ``digests``: a superset of those referenced, which the caller compares in full. (A full
+    comparison in the query would be a trap: SQLite reads ``digest = ?``, a list of one, into
+    the prefix's expression, which then no longer matches the index.)"""
+    return (
+        select(Object.digest)
+        .where(Object.owner_id == owner_id, DIGEST_PREFIX.in_(sorted({d[:8] for d in digests})))
+        .distinct()
+    )
+
+
+def by_snapshot(column: Any, snapshot_ids: list[str], *more: Any) -> Select[Any]:
+    """``column``, the owner and ``more`` of the keys published by the given snapshots, found
+    through the ``snapshot_id`` index only: with the owner in the condition as well, SQLite
+    (which keeps no statistics) may look through all of the owner's keys in the digest index
+    instead. The caller keeps the rows of its owner."""
+    return select(column, Object.owner_id, *more).where(Object.snapshot_id.in_(snapshot_ids))
+
+
 def referenced(
     session: Session, owner_id: int, digests: Iterable[str], *, skip_manifest_of: str | None = None
 ) -> set[str]:
@@ -135,13 +164,7 @@ def referenced(
     found: set[str] = set()
     needed = _Needed(session, owner_id)
     for part in _chunks(wanted):
-        found.update(
-            session.scalars(
-                select(Object.digest)
-                .where(Object.owner_id == owner_id, Object.digest.in_(part))
-                .distinct()
-            )
-        )
+        found.update(set(part).intersection(session.scalars(keys_referencing(owner_id, part))))
         query = (
             select(Snapshot.id, Snapshot.manifest_digest, Task.deleted, Snapshot.deleted_at)
             .join(Task, Task.uuid == Snapshot.task_uuid)
@@ -174,11 +197,9 @@ def check_stored(
     lock(session, owner_id, exclusive=False)
     if wanted and likely_in is not None:
         wanted.difference_update(
-            session.scalars(
-                select(Object.digest).where(
-                    Object.owner_id == owner_id, Object.snapshot_id == likely_in
-                )
-            )
+            digest
+            for digest, owner in session.execute(by_snapshot(Object.digest, [likely_in]))
+            if owner == owner_id
         )
     if not wanted:
         return
@@ -277,12 +298,12 @@ class LiveManifests:
         keys: dict[str, int] = {}
         ids = [snap_id for snap_id, _ in live]
         for part in _chunks(ids):
-            for snap_id, count in session.execute(
-                select(Object.snapshot_id, func.count())
-                .where(Object.owner_id == owner_id, Object.snapshot_id.in_(part))
-                .group_by(Object.snapshot_id)
-            ).tuples():
-                keys[snap_id or ""] = count
+            counts = by_snapshot(Object.snapshot_id, part, func.count()).group_by(
+                Object.snapshot_id, Object.owner_id
+            )
+            for snap_id, owner, count in session.execute(counts).tuples():
+                if owner == owner_id:
+                    keys[snap_id or ""] = count
         found: set[str] = set()
         for snap_id, manifest_digest in live:
             assert manifest_digest is not None

@@ -203,7 +203,9 @@ def commit_snapshot(
     fail_abandoned(session, snap)
     digests = {f.digest for f in body.files}
     digests.add(body.manifest_digest)
-    blobrefs.check_stored(session, store, task.owner_id, digests, likely_in=body.parent_id)
+    # a delta's files are the changed ones, whose content is seldom the parent's
+    likely_in = body.parent_id if base is None else None
+    blobrefs.check_stored(session, store, task.owner_id, digests, likely_in=likely_in)
     assert snap.bucket is not None and snap.directory is not None
     bucket = bx.ensure_bucket(session, task.owner_id, snap.bucket)
     if base is not None:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -70,7 +71,8 @@ class Object(Base):
     __tablename__ = "objects"
     __table_args__ = (
         UniqueConstraint("bucket_id", "key"),
-        Index("ix_objects_owner_digest", "owner_id", "digest"),
+        # the digest's first 8 hex digits only (see DIGEST_PREFIX in blobrefs)
+        Index("ix_objects_owner_digest_prefix", "owner_id", text("substr(digest, 1, 8)")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
