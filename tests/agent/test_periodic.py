@@ -11,7 +11,7 @@ import pytest
 
 from hpcsnap.agent import snapshots
 from hpcsnap.agent.priority import IdleMeter
-from hpcsnap.agent.protocol import PeriodicConfig
+from hpcsnap.agent.protocol import PeriodicConfig, SnapshotRequest, SnapshotStatus
 from hpcsnap.agent.snapshots import Snapshotter
 from hpcsnap.blobstore import ContentStore, LocalBackend
 from hpcsnap.snapshot.manifest import Manifest
@@ -150,14 +150,23 @@ def test_spare_cpu_stores_ahead_and_the_tick_reads_only_what_changed_since(
     snap, server, job = make_job(tmp_path, 5)
     assert snap.store_ahead(Meter(idle=2.0)) is True  # stored files, and the CPU is still spare
     assert sorted(snap.known) == [f"t{i}/f.dat" for i in range(5)]
+    assert snap.ahead_wait == snapshots.STORE_AHEAD_LOOK
     assert snap.store_ahead(Meter(idle=2.0)) is False  # nothing left to store
+    assert snap.ahead_wait == 2 * snapshots.STORE_AHEAD_LOOK  # so the next look waits longer
+    for _ in range(10):
+        snap.store_ahead(Meter(idle=2.0))
+    assert snap.ahead_wait == snapshots.STORE_AHEAD_LONGEST
+    (job / "t9").mkdir()
+    (job / "t9" / "new.dat").write_bytes(b"a new file")
+    assert snap.store_ahead(Meter(idle=2.0)) is True
+    assert snap.ahead_wait == snapshots.STORE_AHEAD_LOOK  # new files: looks often again
     time.sleep(0.05)
     (job / "t0" / "f.dat").write_bytes(b"changed after it was stored ahead")
     job_ = snapshots.Job(snap.open_snapshot("periodic"))
     snap.run(job_)
     assert job_.ok, job_.error
     commit = json.loads(b"".join(server.bodies[-1]))
-    assert commit["files_read"] == 1 and commit["files_reused"] == 4
+    assert commit["files_read"] == 1 and commit["files_reused"] == 5
 
 
 def test_no_storing_ahead_when_busy_without_periodic_snapshots_a_capture_waiting_or_off(
@@ -166,6 +175,7 @@ def test_no_storing_ahead_when_busy_without_periodic_snapshots_a_capture_waiting
     monkeypatch.setattr(snapshots, "SETTLED", 0.0)
     snap, _, _ = make_job(tmp_path, 5)
     assert snap.store_ahead(Meter(idle=0.1, age=snapshots.STORE_AHEAD_LOOK)) is False
+    assert snap.ahead_wait == snapshots.STORE_AHEAD_LOOK  # stopped by busy CPU: not backed off
     snap._queue.put(snapshots.Job(snap.open_snapshot("periodic")))
     assert snap.store_ahead(Meter(idle=2.0)) is False
     assert snap.known == {}
@@ -197,3 +207,23 @@ def test_the_worker_stores_ahead_only_while_cores_are_idle(
         assert len(snap.known) == 5
     finally:
         snap.stop()
+
+
+def test_a_quick_capture_sends_no_progress_and_only_a_triggered_one_says_it_started(
+    tmp_path: Path,
+) -> None:
+    snap, server, _ = make_job(tmp_path, 5)
+    opened = snapshots.Job(snap.open_snapshot("periodic"))  # InProgress from its creation
+    snap.run(opened)
+    assert opened.ok, opened.error
+    assert [path.rsplit("/", 1)[-1] for _, path in server.calls] == ["snapshots", "commit"]
+    server.calls.clear()
+    # a snapshot the user triggered through the server reaches the agent as Triggered
+    triggered = snapshots.Job(SnapshotRequest(id="by-user", kind="manual", directory="s/u/"))
+    snap.run(triggered)
+    assert triggered.ok, triggered.error
+    assert server.calls == [
+        ("POST", "/snapshots/by-user/progress"),
+        ("POST", "/snapshots/by-user/commit"),
+    ]
+    assert server.bodies[-2].status == SnapshotStatus.IN_PROGRESS

@@ -60,6 +60,12 @@ STORE_AHEAD_LOOK = 0.5
 spare for storing ahead (:meth:`Snapshotter.store_ahead`); also how often a pass checks it
 still has."""
 
+STORE_AHEAD_LONGEST = 4.0
+"""Longest wait between two passes of storing ahead: the wait doubles from
+:data:`STORE_AHEAD_LOOK` after every pass that found nothing new (each pass looks at every
+file of the tree: on an idle machine, once every half second was a sixth of a core for a
+10,000-file tree), and is back to :data:`STORE_AHEAD_LOOK` once a pass stores files."""
+
 STORE_AHEAD_IDLE = 0.5
 """Cores left idle on average since the last look (the snapshot worker's own CPU counted as
 idle) for the worker to store ahead."""
@@ -158,6 +164,8 @@ class Snapshotter:
     ) -> None:
         self.client = client
         self.ahead = ahead
+        #: Seconds until the next look at storing ahead (see :data:`STORE_AHEAD_LONGEST`).
+        self.ahead_wait = STORE_AHEAD_LOOK
         self._ahead_error = ""
         self.filter_budget = filter_budget
         self.store = store
@@ -176,6 +184,7 @@ class Snapshotter:
         self._periodic = periodic
         self._next_tick = self._due(periodic)
         self._seen: set[str] = set()
+        self._opened: set[str] = set()  # snapshots this agent opened, not yet captured
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._busy = threading.Lock()
         self._cfg = threading.Lock()
@@ -274,7 +283,9 @@ class Snapshotter:
             NewSnapshot(kind=kind, label=label),
             patience=30,
         )
-        return SnapshotRequest.model_validate(data)
+        request = SnapshotRequest.model_validate(data)
+        self._opened.add(request.id)
+        return request
 
     def _work(self) -> None:
         lower_this_thread()
@@ -282,7 +293,7 @@ class Snapshotter:
         spare = False  # the last pass stored files, and the CPU was still spare
         while True:
             try:
-                job = self._queue.get(timeout=0 if spare else STORE_AHEAD_LOOK)
+                job = self._queue.get(timeout=0 if spare else self.ahead_wait)
             except queue.Empty:
                 spare = (spare or meter.idle_cores() >= STORE_AHEAD_IDLE) and self.store_ahead(
                     meter
@@ -342,22 +353,31 @@ class Snapshotter:
                 self._ahead_error = str(exc)
             return False
         self.known.update(stored)
+        if stored:
+            self.ahead_wait = STORE_AHEAD_LOOK
+        elif not busy[0]:  # a whole pass, and nothing new
+            self.ahead_wait = min(2 * self.ahead_wait, STORE_AHEAD_LONGEST)
         return bool(stored) and not busy[0]
 
     def run(self, job: Job) -> None:
         req = job.request
         started = time.monotonic()
-        last = [0.0]
+        last = [started]
 
         def progress(p: Progress) -> None:
+            # every PROGRESS_EVERY seconds, and not at the end: the commit that follows says it
             now = time.monotonic()
-            if now - last[0] < PROGRESS_EVERY and p.transferred < p.size_to_upload:
+            done = p.files_done >= p.files_total and p.transferred >= p.size_to_upload
+            if now - last[0] < PROGRESS_EVERY or done:
                 return
             last[0] = now
             self._report(req.id, SnapshotStatus.IN_PROGRESS, p)
 
         try:
-            self._report(req.id, SnapshotStatus.IN_PROGRESS, None)
+            if req.id in self._opened:  # the server made it InProgress when it was opened
+                self._opened.discard(req.id)
+            else:  # triggered by the user through the server
+                self._report(req.id, SnapshotStatus.IN_PROGRESS, None)
             for attempt in (1, 2):
                 result = capture(
                     self.root,
