@@ -84,8 +84,33 @@ def main(argv: list[str] | None = None) -> int:
     base = args.work_dir or Path(tempfile.gettempdir())
     base.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
+    served: list[Row] = []  # measured first, shown after the engine's
     with tempfile.TemporaryDirectory(prefix="hpcsnap-bench-", dir=base) as tmp:
         work = Path(tmp)
+        if only & {"P4", "P5", "P8"}:
+            from tests.support import ServerProcess
+
+            # first, before any measure deletes files, and ended tasks' working directories
+            # are kept until the end: see bench/README.md, P4
+            server = ServerProcess(work / "server", HPCSNAP_KEEP_WORKDIRS="1")
+            server.start()
+            try:
+                api = server.user("bench")
+                if "P5" in only:
+                    served.append(e2e.p5_manual_latency(api, 20 if not args.quick else 3))
+                if "P8" in only:
+                    served.append(e2e.p8_agent_memory(api, args.p8_files))
+                if "P4" in only:
+                    served[:0] = e2e.p4_job_slowdown(
+                        server,
+                        api,
+                        args.runs,
+                        args.p4_mib,
+                        args.p4_work,
+                        settle_s=0 if args.quick else RECENTLY_DELETED_S,
+                    )
+            finally:
+                server.cleanup()
         if "P1" in only:
             for cold in modes:
                 rows += engine.p1_first_snapshot(
@@ -98,29 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += engine.p3_storage(work, mid, 20 if not args.quick else 3, 0.01)
         if "R" in only:
             rows += engine.restic_rows(work, mid, args.runs)
-        if only & {"P4", "P5", "P8"}:
-            from tests.support import ServerProcess
-
-            # ended tasks' working directories are kept until the end (see bench/README.md, P4)
-            server = ServerProcess(work / "server", HPCSNAP_KEEP_WORKDIRS="1")
-            server.start()
-            try:
-                api = server.user("bench")
-                if "P5" in only:
-                    rows.append(e2e.p5_manual_latency(api, 20 if not args.quick else 3))
-                if "P8" in only:
-                    rows.append(e2e.p8_agent_memory(api, args.p8_files))
-                if "P4" in only:
-                    rows += e2e.p4_job_slowdown(
-                        server,
-                        api,
-                        args.runs,
-                        args.p4_mib,
-                        args.p4_work,
-                        settle_s=0 if args.quick else RECENTLY_DELETED_S,
-                    )
-            finally:
-                server.cleanup()
+    rows += served
     report = (
         f"# hpcsnap benchmarks\n\nMachine: {machine()}\n"
         f"Runs per measure: {args.runs}; medians with (min–max).\n\n{table(rows)}\n"
