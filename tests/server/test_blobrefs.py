@@ -67,3 +67,31 @@ def test_the_lookup_uses_the_prefix_index_on_sqlite(tmp_path: Path, digests: lis
     steps = plan(db.engine, "EXPLAIN QUERY PLAN ", digests)
     assert "USING INDEX ix_objects_owner_digest_prefix (owner_id=? AND <expr>=?)" in steps
     db.dispose()
+
+
+def test_migration_0005_indexes_the_keys_already_there(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from hpcsnap.server.db.session import MIGRATIONS
+
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection_engine"] = db.engine
+    command.upgrade(cfg, "0004")
+    fill(db)
+    db.upgrade()
+    with db.engine.connect() as conn:
+        indexes = {name for (name,) in conn.execute(text(INDEXES))}
+    assert "ix_objects_owner_digest_prefix" in indexes
+    assert "ix_objects_owner_digest" not in indexes
+    with db.session() as session:
+        assert blobrefs.referenced(session, 1, [A, SAME_PREFIX]) == {A}
+    assert "USING INDEX ix_objects_owner_digest_prefix" in plan(
+        db.engine, "EXPLAIN QUERY PLAN ", [A]
+    )
+    db.dispose()
+
+
+INDEXES = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'objects'"
