@@ -13,23 +13,15 @@ from tests.support import ServerProcess
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server per test module (real process, real agents, real tasks)."""
-    srv = ServerProcess(tmp_path_factory.mktemp("server"))
-    srv.start()
-    try:
+    with ServerProcess(tmp_path_factory.mktemp("server")) as srv:
         yield srv
-    finally:
-        srv.cleanup()
 
 
 @pytest.fixture()
 def fresh_server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A server of its own, for tests that kill or restart it."""
-    srv = ServerProcess(tmp_path / "server")
-    srv.start()
-    try:
+    with ServerProcess(tmp_path / "server") as srv:
         yield srv
-    finally:
-        srv.cleanup()
 
 
 # -- real services for the scale-out suites (tests/services.py) -------------------------------

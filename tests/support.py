@@ -193,6 +193,14 @@ class ServerProcess:
         except httpx.HTTPError:
             return False
 
+    def __enter__(self) -> ServerProcess:
+        """Started; stopped with its agents (:meth:`cleanup`) on leaving the block."""
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.cleanup()
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
             return

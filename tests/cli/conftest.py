@@ -13,12 +13,8 @@ from tests.support import ServerProcess
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path_factory.mktemp("server"), HPCSNAP_SLOTS="6")
-    srv.start()
-    try:
+    with ServerProcess(tmp_path_factory.mktemp("server"), HPCSNAP_SLOTS="6") as srv:
         yield srv
-    finally:
-        srv.cleanup()
 
 
 @pytest.fixture(scope="module")

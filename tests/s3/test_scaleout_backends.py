@@ -39,12 +39,8 @@ def scaled(
 ) -> Iterator[ServerProcess]:
     env = {"HPCSNAP_DATABASE_URL": icu_database(postgres)}
     env.update(s3_server.server_env(s3_server.new_bucket()))
-    srv = ServerProcess(tmp_path_factory.mktemp("scaled"), **env)
-    srv.start()
-    try:
+    with ServerProcess(tmp_path_factory.mktemp("scaled"), **env) as srv:
         yield srv
-    finally:
-        srv.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,8 @@ from tests.support import hpcsnap as run_cli
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path_factory.mktemp("server"), HPCSNAP_SLOTS="6")
-    srv.start()
-    try:
+    with ServerProcess(tmp_path_factory.mktemp("server"), HPCSNAP_SLOTS="6") as srv:
         yield srv
-    finally:
-        srv.cleanup()
 
 
 def new_token(server: ServerProcess, name: str) -> str:

@@ -43,12 +43,8 @@ SKIPPED = {"DELETE /v1/tokens/{token_id}"}
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path_factory.mktemp("fuzz"), HPCSNAP_SLOTS="1")
-    srv.start()
-    try:
+    with ServerProcess(tmp_path_factory.mktemp("fuzz"), HPCSNAP_SLOTS="1") as srv:
         yield srv
-    finally:
-        srv.cleanup()
 
 
 def _real_objects(api: Api) -> dict[str, str]:

@@ -3,6 +3,7 @@ here, on PostgreSQL in tests/scaleout/test_postgres.py."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,39 +48,33 @@ def plan(engine: Engine, explain: str, digests: list[str], *setup: str) -> str:
         return "\n".join(str(row) for row in conn.execute(text(explain + sql)))
 
 
-def test_a_digest_is_found_by_its_full_value_not_its_indexed_prefix(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    db.upgrade()
-    fill(db)
+@pytest.fixture()
+def db(tmp_path: Path) -> Iterator[Database]:
+    """A SQLite database at the newest schema, with :func:`fill`'s keys."""
+    database = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    database.upgrade()
+    fill(database)
+    yield database
+    database.dispose()
+
+
+def test_a_digest_is_found_by_its_full_value_not_its_indexed_prefix(db: Database) -> None:
     with db.session() as session:
         assert blobrefs.referenced(session, 1, [A, SAME_PREFIX, OTHER]) == {A}
         assert blobrefs.referenced(session, 1, [SAME_PREFIX, OTHER]) == set()
         assert blobrefs.referenced(session, 2, [A, SAME_PREFIX, OTHER]) == {SAME_PREFIX}
         assert blobrefs.referenced(session, 2, []) == set()
-    db.dispose()
 
 
 @pytest.mark.parametrize("digests", [[A], [A, SAME_PREFIX, OTHER]])
-def test_the_lookup_uses_the_prefix_index_on_sqlite(tmp_path: Path, digests: list[str]) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    db.upgrade()
-    fill(db)
+def test_the_lookup_uses_the_prefix_index_on_sqlite(db: Database, digests: list[str]) -> None:
     steps = plan(db.engine, "EXPLAIN QUERY PLAN ", digests)
     assert "USING INDEX ix_objects_owner_digest_prefix (owner_id=? AND <expr>=?)" in steps
-    db.dispose()
 
 
 def test_migration_0005_indexes_the_keys_already_there(tmp_path: Path) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from hpcsnap.server.db.session import MIGRATIONS
-
     db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["connection_engine"] = db.engine
-    command.upgrade(cfg, "0004")
+    db.upgrade("0004")
     fill(db)
     db.upgrade()
     with db.engine.connect() as conn:

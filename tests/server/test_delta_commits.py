@@ -26,12 +26,8 @@ def srv(
     env = {}
     if request.param == "postgresql":
         env["HPCSNAP_DATABASE_URL"] = request.getfixturevalue("postgres").create_database("delta")
-    server = ServerProcess(tmp_path_factory.mktemp("delta"), **env)
-    server.start()
-    try:
+    with ServerProcess(tmp_path_factory.mktemp("delta"), **env) as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 def listing(api: Api, directory: str) -> dict[str, tuple[str, int]]:

@@ -124,16 +124,8 @@ def test_log_events_carry_their_chunk_and_pages_follow_on(db: Database) -> None:
 
 def test_tasks_from_before_the_upgrade_get_a_stream(tmp_path: Path) -> None:
     """Migration 0004 gives existing tasks their output, snapshots, state and end."""
-    from alembic import command
-    from alembic.config import Config
-
-    from hpcsnap.server.db.session import MIGRATIONS
-
     database = Database(f"sqlite:///{tmp_path / 'old.sqlite'}")
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["connection_engine"] = database.engine
-    command.upgrade(cfg, "0003")
+    database.upgrade("0003")
     now = dt.datetime(2026, 11, 1, 12, 0, 0)
     with database.engine.begin() as conn:
         conn.exec_driver_sql(

@@ -40,12 +40,10 @@ MAKE_JOB = (
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server whose hard snapshot limit (1 MB) lets a test make a snapshot fail."""
-    srv = ServerProcess(tmp_path_factory.mktemp("server"), HPCSNAP_SNAPSHOT_HARD_LIMIT="1000000")
-    srv.start()
-    try:
+    with ServerProcess(
+        tmp_path_factory.mktemp("server"), HPCSNAP_SNAPSHOT_HARD_LIMIT="1000000"
+    ) as srv:
         yield srv
-    finally:
-        srv.cleanup()
 
 
 @pytest.fixture(scope="module")

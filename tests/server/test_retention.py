@@ -157,12 +157,8 @@ def server_without_storing_ahead(
     """A server whose agents never store ahead: content stored ahead that no snapshot took (the
     file changed again before the next tick) waits for the full sweep, so storage would hold
     more than retention leaves."""
-    srv = ServerProcess(tmp_path_factory.mktemp("server"), HPCSNAP_STORE_AHEAD="0")
-    srv.start()
-    try:
+    with ServerProcess(tmp_path_factory.mktemp("server"), HPCSNAP_STORE_AHEAD="0") as srv:
         yield srv
-    finally:
-        srv.cleanup()
 
 
 def test_retention_keeps_the_last_n_periodic_and_storage_follows(

@@ -21,10 +21,8 @@ the change, so its answer alone tells whether it was woken (no timing to assert)
 @pytest.fixture(scope="module")
 def deaf_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server whose long-polls never re-read the database within a test (10 minutes)."""
-    srv = ServerProcess(tmp_path_factory.mktemp("deaf"), HPCSNAP_PEER_POLL_MS="600000")
-    srv.start()
-    yield srv
-    srv.cleanup()
+    with ServerProcess(tmp_path_factory.mktemp("deaf"), HPCSNAP_PEER_POLL_MS="600000") as srv:
+        yield srv
 
 
 def answer(agent: httpx.Client, version: int, change: Callable[[], Any]) -> dict:

@@ -52,6 +52,7 @@ from sqlalchemy.sql.elements import ColumnClause
 
 from hpcsnap.blobstore import BlobNotFound, ContentStore
 from hpcsnap.server.db import Database, Object, Snapshot, Task, User
+from hpcsnap.server.db.models import DIGEST_PREFIX_DIGITS, digest_prefix
 from hpcsnap.server.errors import ApiError
 from hpcsnap.snapshot.manifest import Manifest, ManifestError
 
@@ -128,11 +129,9 @@ class _Needed:
         return snapshot_id in self._ids
 
 
-DIGEST_PREFIX: ColumnClause[str] = literal_column("substr(objects.digest, 1, 8)")
-"""What ``objects`` indexes of a digest (``ix_objects_owner_digest_prefix``): its first 8 hex
-digits (32 bits: a user's keys share one by chance once in 4 billion pairs, and a row found by
-it is compared in full). Written out, not bound, so that SQLite's and PostgreSQL's planners
-see the very expression of the index."""
+INDEXED_PREFIX: ColumnClause[str] = literal_column(digest_prefix("objects.digest"))
+"""The indexed prefix of a key's digest, written out, not bound, so that SQLite's and
+PostgreSQL's planners see the very expression of the index."""
 
 
 def keys_referencing(owner_id: int, digests: list[str]) -> Select[Any]:
@@ -142,7 +141,10 @@ def keys_referencing(owner_id: int, digests: list[str]) -> Select[Any]:
     the prefix's expression, which then no longer matches the index.)"""
     return (
         select(Object.digest)
-        .where(Object.owner_id == owner_id, DIGEST_PREFIX.in_(sorted({d[:8] for d in digests})))
+        .where(
+            Object.owner_id == owner_id,
+            INDEXED_PREFIX.in_(sorted({d[:DIGEST_PREFIX_DIGITS] for d in digests})),
+        )
         .distinct()
     )
 

@@ -50,12 +50,13 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    def upgrade(self) -> None:
-        """Bring the schema to the newest migration (safe to run on every start)."""
+    def upgrade(self, revision: str = "head") -> None:
+        """Bring the schema to the newest migration, or to ``revision`` (safe to run on every
+        start)."""
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.attributes["connection_engine"] = self.engine
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
