@@ -227,3 +227,81 @@ def test_a_quick_capture_sends_no_progress_and_only_a_triggered_one_says_it_star
         ("POST", "/snapshots/by-user/commit"),
     ]
     assert server.bodies[-2].status == SnapshotStatus.IN_PROGRESS
+
+
+def slow_sync(snap: Snapshotter, job: Path, until: Any) -> list[str]:
+    """Makes the store's next sync wait for ``until()`` (at most 10 s), the job writing a new
+    file as it starts: what a job writing fast does to a snapshot's sync. Returns the calls."""
+    real, calls = snap.store.flush, []
+
+    def flush() -> None:
+        calls.append("sync")
+        if len(calls) == 1:
+            (job / "t9").mkdir()
+            (job / "t9" / "new.dat").write_bytes(b"written while the snapshot syncs")
+            deadline = time.monotonic() + 10
+            while not until() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        real()
+
+    snap.store.flush = flush  # type: ignore[method-assign]
+    return calls
+
+
+def test_while_a_snapshot_waits_for_its_sync_spare_cpu_stores_ahead_what_it_did_not_capture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snapshots, "SETTLED", 0.0)
+    monkeypatch.setattr(snapshots, "SYNC_AHEAD_AFTER", 0.01)
+    monkeypatch.setattr(snapshots, "IdleMeter", lambda: Meter(idle=2.0))
+    stored_ahead: list[list[str]] = []
+
+    def recording(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        got = store_ahead(*args, **kwargs)
+        stored_ahead.append(sorted(got))
+        return got
+
+    store_ahead = snapshots.store_ahead
+    monkeypatch.setattr(snapshots, "store_ahead", recording)
+    snap, server, job = make_job(tmp_path, 5)
+    syncs = slow_sync(snap, job, lambda: "t9/new.dat" in snap.known)
+    opened = snapshots.Job(snap.open_snapshot("periodic"))
+    snap.run(opened)
+    assert opened.ok, opened.error
+    assert syncs == ["sync"]  # one sync for the content and the manifest
+    assert stored_ahead == [["t9/new.dat"]]  # not the files the snapshot had just captured
+    commit = json.loads(b"".join(server.bodies[-1]))
+    assert commit["files_read"] == 5 and commit["files_total"] == 5
+    assert len(snap.known) == 6
+    assert snap.store.stored([snap.known["t9/new.dat"].digest or ""])
+    # the next tick reads nothing: what changed since was stored while the last one synced
+    again = snapshots.Job(snap.open_snapshot("periodic"))
+    snap.run(again)
+    assert again.ok, again.error
+    commit = json.loads(b"".join(server.bodies[-1]))
+    assert commit["files_read"] == 0 and commit["files_total"] == 6
+
+
+def test_no_storing_ahead_during_a_sync_on_busy_cpu_and_a_failed_sync_fails_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snapshots, "SETTLED", 0.0)
+    monkeypatch.setattr(snapshots, "SYNC_AHEAD_AFTER", 0.01)
+    monkeypatch.setattr(snapshots, "IdleMeter", lambda: Meter(idle=0.1))
+    snap, _, job = make_job(tmp_path, 5)
+    waited = time.monotonic() + 0.3
+    slow_sync(snap, job, lambda: time.monotonic() > waited)
+    opened = snapshots.Job(snap.open_snapshot("periodic"))
+    snap.run(opened)
+    assert opened.ok, opened.error
+    assert sorted(snap.known) == [f"t{i}/f.dat" for i in range(5)]
+
+    def broken() -> None:
+        raise OSError(5, "Input/output error")
+
+    snap.store.flush = broken  # type: ignore[method-assign]
+    (job / "t0" / "f.dat").write_bytes(b"changed")
+    failed = snapshots.Job(snap.open_snapshot("periodic"))
+    snap.run(failed)
+    assert not failed.ok and failed.error is not None and "Input/output error" in failed.error
+    assert snap.known["t0/f.dat"].size == 5000  # what the failed snapshot read is not known

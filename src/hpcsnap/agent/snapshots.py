@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -65,6 +65,10 @@ STORE_AHEAD_LONGEST = 4.0
 :data:`STORE_AHEAD_LOOK` after every pass that found nothing new (each pass looks at every
 file of the tree: on an idle machine, once every half second was a sixth of a core for a
 10,000-file tree), and is back to :data:`STORE_AHEAD_LOOK` once a pass stores files."""
+
+SYNC_AHEAD_AFTER = 0.25
+"""Seconds a snapshot's sync has waited for the disk, with :data:`STORE_AHEAD_IDLE` cores left
+idle meanwhile, before the worker stores ahead while it waits (:meth:`Snapshotter.flush`)."""
 
 STORE_AHEAD_IDLE = 0.5
 """Cores left idle on average since the last look (the snapshot worker's own CPU counted as
@@ -313,7 +317,13 @@ class Snapshotter:
     def _filter(self, whitelist: str | None, blacklist: str | None) -> PathFilter:
         return PathFilter(whitelist, blacklist, budget=self.filter_budget, label="snapshot")
 
-    def store_ahead(self, meter: IdleMeter) -> bool:
+    def store_ahead(
+        self,
+        meter: IdleMeter,
+        *,
+        until: threading.Event | None = None,
+        known: Mapping[str, Entry] | None = None,
+    ) -> bool:
         """While periodic snapshots are on (and ``ahead``, the server's ``HPCSNAP_STORE_AHEAD``),
         store the new files (never stored by this agent) that have been left alone for
         :data:`SETTLED` seconds, with the filters of the periodic snapshots, and add them to
@@ -322,7 +332,9 @@ class Snapshotter:
         on spare CPU: the pass stops when a capture is asked for, or when the machine has had
         less than :data:`STORE_AHEAD_IDLE` cores idle since the last look. Returns whether it
         stored files and the CPU is still spare (then another pass may follow at once). Best
-        effort: a failure is logged and the capture does the work."""
+        effort: a failure is logged and the capture does the work. ``until`` also stops the
+        pass once set; ``known``, entries stored but not yet in :attr:`known`, are not stored
+        again."""
         cfg = self._periodic
         if not self.ahead or cfg.interval <= 0 or self._stop.is_set():
             return False
@@ -330,6 +342,8 @@ class Snapshotter:
 
         def stop() -> bool:
             if not self._queue.empty() or self._stop.is_set():
+                return True
+            if until is not None and until.is_set():
                 return True
             if meter.age() < STORE_AHEAD_LOOK:
                 return False
@@ -341,7 +355,7 @@ class Snapshotter:
                 self.root,
                 self.store,
                 path_filter=self._filter(cfg.whitelist, cfg.blacklist),
-                parent=self.known,
+                parent=self.known if known is None else {**self.known, **known},
                 settled_before=time.time_ns() - int(SETTLED * 1e9),
                 stop=stop,
                 baseline=None if self.include_unchanged_inputs else self.baseline,
@@ -389,6 +403,7 @@ class Snapshotter:
                     progress=progress,
                     soft_limit=self.soft_limit,
                     hard_limit=self.hard_limit,
+                    flush=False,  # the commit's sync makes the content and manifest durable
                 )
                 try:
                     self.commit(req, result, started)
@@ -441,7 +456,7 @@ class Snapshotter:
 
     def commit(self, req: SnapshotRequest, result: CaptureResult, started: float) -> None:
         manifest_digest = self.manifests.save(result.manifest)
-        self.store.flush()
+        self.flush(result.manifest)
         body = SnapshotCommit(
             files=[],
             manifest_digest=manifest_digest,
@@ -460,6 +475,36 @@ class Snapshotter:
         self.known.update(result.manifest)
         self.last_id = req.id
         self.published = result.manifest
+
+    def flush(self, captured: Manifest) -> None:
+        """Make what the store holds durable before a snapshot is published. The sync waits
+        for every write of the file system, the job's too: a job writing its files fast makes
+        it wait seconds. Meanwhile, while periodic snapshots are on and the sync has waited
+        :data:`SYNC_AHEAD_AFTER` with the CPU spare, the worker stores ahead (the files of
+        ``captured``, stored by this snapshot, are not stored again), once per sync while a
+        pass finds files: the next tick then reads less, perhaps while the job computes."""
+        if not self.ahead or self._periodic.interval <= 0:
+            self.store.flush()
+            return
+        done = threading.Event()
+        failure: list[BaseException] = []
+
+        def sync() -> None:
+            try:
+                self.store.flush()
+            except BaseException as exc:  # raised again by the worker, below
+                failure.append(exc)
+            finally:
+                done.set()
+
+        meter = IdleMeter()
+        threading.Thread(target=sync, name="snapshot-sync", daemon=True).start()
+        more = True
+        while not done.wait(SYNC_AHEAD_AFTER):
+            if more and meter.idle_cores() >= STORE_AHEAD_IDLE:
+                more = self.store_ahead(meter, until=done, known=captured)
+        if failure:
+            raise failure[0]
 
     def _send(self, snap_id: str, body: SnapshotCommit, manifest: Manifest) -> None:
         """Commit the changes since the previous snapshot (its keys, which the server copies

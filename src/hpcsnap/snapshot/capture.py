@@ -444,6 +444,7 @@ def capture(
     max_tries: int = 3,
     max_bytes_per_sec: int | None = None,
     opener: Callable[[bytes], BinaryIO] | None = None,
+    flush: bool = True,
 ) -> CaptureResult:
     """Capture the outputs under ``root`` into ``store`` (see the module docstring).
 
@@ -452,7 +453,9 @@ def capture(
     manifest of the inputs staged before the command started. ``progress`` is called at most every
     :data:`PROGRESS_INTERVAL` seconds and once at the end. ``max_bytes_per_sec`` caps the read
     rate. ``opener`` opens a file from its path relative to ``root`` (bytes); the default never
-    follows a symlink on the way and never opens anything but a regular file.
+    follows a symlink on the way and never opens anything but a regular file. Without
+    ``flush``, the content stored is not made durable: the caller flushes the store before it
+    publishes the result (one sync for the content and the manifest).
     Raises :class:`SnapshotTooLarge`, or :class:`~hpcsnap.snapshot.filters.FilterError` when a
     filter is too slow.
     """
@@ -468,7 +471,7 @@ def capture(
             {} if include_unchanged_inputs or baseline is None else baseline,
         )
         run.check_limits(soft_limit, hard_limit)
-        run.read_all(max_tries)
+        run.read_all(max_tries, flush=flush)
     return run.result()
 
 
