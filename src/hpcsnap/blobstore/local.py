@@ -166,16 +166,20 @@ class _Recycler:
     whole machine through new pages, 1.3-1.4 recycled; bench/README.md). A written object is
     asked to leave the cache at once, which starts its write-back (dirty pages stay), then
     again a generation later (:data:`RECYCLE_EVERY`), when its pages are clean, and the file
-    it held is closed; :meth:`drain`, after a sync, does it for every object still held (a
-    temporary file discarded meanwhile, its content already stored, keeps its disk space
-    until then: two generations at most). Only while the disk is not busy reading: write-back
-    started early would then compete with the reads (bench/README.md, P1 cold). Best effort:
-    a failure to drop is ignored, and pages still being written back when dropped stay."""
+    it held is closed. After a sync (:meth:`rest`) the objects still held are clean: they stay
+    in the cache until the next object is staged (:meth:`reuse`), whose pages are then theirs,
+    even seconds later (a periodic snapshot writes its delta into the pages of the last one's:
+    dropped at once, they went back to the host; bench/README.md). A temporary file discarded
+    meanwhile, its content already stored, keeps its disk space until dropped: two generations
+    at most, closed at the sync. Only while the disk is not busy reading: write-back started
+    early would then compete with the reads (bench/README.md, P1 cold). Best effort: a
+    failure to drop is ignored, and pages still being written back when dropped stay."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._young: list[int] = []
         self._old: list[int] = []
+        self._resting: list[int] = []  # clean since the last sync, until the next object
         self._bytes = 0
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         limit = RECYCLE_FILES if soft == resource.RLIM_INFINITY else min(RECYCLE_FILES, soft // 8)
@@ -199,10 +203,37 @@ class _Recycler:
             old, self._old, self._young, self._bytes = self._old, self._young, [], 0
         _drop_and_close(old)
 
-    def drain(self) -> None:
-        """Drop and close every file held (after a sync: their pages are clean)."""
+    def rest(self) -> None:
+        """After a sync: keep the files held, their pages clean, for :meth:`reuse`; close those
+        no longer linked (temporary copies discarded), which hold disk space."""
         with self._lock:
             held, self._old, self._young, self._bytes = self._old + self._young, [], [], 0
+        keep: list[int] = []
+        gone: list[int] = []
+        for fd in held:
+            try:
+                linked = os.fstat(fd).st_nlink > 0
+            except OSError:
+                linked = False
+            (keep if linked else gone).append(fd)
+        _drop_and_close(gone)
+        with self._lock:
+            self._resting += keep
+
+    def reuse(self) -> None:
+        """A new object is staged: drop the files kept since the last sync, so that its pages
+        are theirs."""
+        if not self._resting:  # unlocked: a race only delays the drop to the next object
+            return
+        with self._lock:
+            resting, self._resting = self._resting, []
+        _drop_and_close(resting)
+
+    def drain(self) -> None:
+        """Drop and close every file held."""
+        with self._lock:
+            held = self._old + self._young + self._resting
+            self._old, self._young, self._resting, self._bytes = [], [], [], 0
         _drop_and_close(held)
 
 
@@ -382,6 +413,7 @@ class LocalBackend:
     def stage(self, src: BinaryIO) -> _Staged:
         """Write ``src`` to a temporary file now, name it later (see ``Staging``): lets the
         content store hash and store a file in one read."""
+        self._recycler.reuse()
         try:
             fd, tmp = self._temporary()
         except OSError as exc:
@@ -503,7 +535,7 @@ class LocalBackend:
                     os.sync()
             finally:
                 os.close(fd)
-        self._recycler.drain()
+        self._recycler.rest()
 
     def describe(self) -> dict[str, str]:
         return {"kind": "local", "root": str(self.root)}
