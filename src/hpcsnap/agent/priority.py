@@ -38,6 +38,10 @@ AUTOGROUP = Path("/proc/self/autogroup")
 class _Session:
     lowered: int | None = None  # the niceness :func:`lower_this_session` gave the agent's own group
     hurried = False
+    # hurry (the periodic thread) and calm (the snapshot worker) may meet as a capture ends
+    # when the next tick is near: each checks, writes and marks under it, or the mark and the
+    # priority part (left lowered but marked hurried, a session is never hurried again)
+    lock = threading.Lock()
 
 
 def lower_this_session(nice: int = 19) -> bool:
@@ -63,14 +67,15 @@ def hurry_session() -> bool:
     schedule (the next periodic tick is near, or came, while it still runs), so it stops yielding
     to the job until :func:`calm_session`. Returns whether it did (needs the right to raise a
     priority: root, or ``RLIMIT_NICE``; otherwise snapshots keep yielding)."""
-    if _Session.lowered is None or _Session.hurried:
-        return False
-    try:
-        AUTOGROUP.write_text("0\n")
-    except OSError as exc:
-        log.info("could not raise the CPU priority of a late snapshot: %s", exc)
-        return False
-    _Session.hurried = True
+    with _Session.lock:
+        if _Session.lowered is None or _Session.hurried:
+            return False
+        try:
+            AUTOGROUP.write_text("0\n")
+        except OSError as exc:
+            log.info("could not raise the CPU priority of a late snapshot: %s", exc)
+            return False
+        _Session.hurried = True
     log.info("a snapshot is late: it takes its share of CPU until it ends")
     return True
 
@@ -78,10 +83,11 @@ def hurry_session() -> bool:
 def calm_session() -> None:
     """Lower the agent's session again, to what :func:`lower_this_session` gave it, after
     :func:`hurry_session`."""
-    if _Session.hurried:
-        _Session.hurried = False
-        with contextlib.suppress(OSError):
-            AUTOGROUP.write_text(f"{_Session.lowered}\n")
+    with _Session.lock:
+        if _Session.hurried:
+            _Session.hurried = False
+            with contextlib.suppress(OSError):
+                AUTOGROUP.write_text(f"{_Session.lowered}\n")
 
 
 def lower_this_thread(*, nice: int = 19, io_level: int = 7) -> None:

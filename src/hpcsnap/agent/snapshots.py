@@ -305,11 +305,11 @@ class Snapshotter:
                 continue
             if job is None:
                 return
-            with self._busy:
-                try:
+            try:
+                with self._busy:
                     self.run(job)
-                finally:
-                    calm_session()
+            finally:
+                calm_session()  # after the capture: a tick seeing it still pending hurries
             job.done.set()
             meter.reset()  # the capture's CPU was not spare
             spare = False
