@@ -143,6 +143,15 @@ def make_job(tmp_path: Path, interval: int) -> tuple[Snapshotter, FakeServer, Pa
     return snap, server, job
 
 
+def periodic_now(snap: Snapshotter, server: FakeServer) -> dict[str, Any]:
+    """Open a periodic snapshot and capture it now; returns the commit it sent."""
+    job = snapshots.Job(snap.open_snapshot("periodic"))
+    snap.run(job)
+    assert job.ok, job.error
+    commit: dict[str, Any] = json.loads(b"".join(server.bodies[-1]))
+    return commit
+
+
 def test_spare_cpu_stores_ahead_and_the_tick_reads_only_what_changed_since(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -162,10 +171,7 @@ def test_spare_cpu_stores_ahead_and_the_tick_reads_only_what_changed_since(
     assert snap.ahead_wait == snapshots.STORE_AHEAD_LOOK  # new files: looks often again
     time.sleep(0.05)
     (job / "t0" / "f.dat").write_bytes(b"changed after it was stored ahead")
-    job_ = snapshots.Job(snap.open_snapshot("periodic"))
-    snap.run(job_)
-    assert job_.ok, job_.error
-    commit = json.loads(b"".join(server.bodies[-1]))
+    commit = periodic_now(snap, server)
     assert commit["files_read"] == 1 and commit["files_reused"] == 5
 
 
@@ -265,22 +271,16 @@ def test_while_a_snapshot_waits_for_its_sync_spare_cpu_stores_ahead_what_it_did_
     monkeypatch.setattr(snapshots, "store_ahead", recording)
     snap, server, job = make_job(tmp_path, 5)
     syncs = slow_sync(snap, job, lambda: "t9/new.dat" in snap.known)
-    opened = snapshots.Job(snap.open_snapshot("periodic"))
-    snap.run(opened)
-    assert opened.ok, opened.error
+    commit = periodic_now(snap, server)
     assert syncs == ["sync"]  # one sync for the content and the manifest
     # not the files the snapshot had just captured (a pass that found files may be followed
     # by another while the sync lasts)
     assert [paths for paths in stored_ahead if paths] == [["t9/new.dat"]]
-    commit = json.loads(b"".join(server.bodies[-1]))
     assert commit["files_read"] == 5 and commit["files_total"] == 5
     assert len(snap.known) == 6
     assert snap.store.stored([snap.known["t9/new.dat"].digest or ""])
     # the next tick reads nothing: what changed since was stored while the last one synced
-    again = snapshots.Job(snap.open_snapshot("periodic"))
-    snap.run(again)
-    assert again.ok, again.error
-    commit = json.loads(b"".join(server.bodies[-1]))
+    commit = periodic_now(snap, server)
     assert commit["files_read"] == 0 and commit["files_total"] == 6
 
 
@@ -290,12 +290,10 @@ def test_no_storing_ahead_during_a_sync_on_busy_cpu_and_a_failed_sync_fails_the_
     monkeypatch.setattr(snapshots, "SETTLED", 0.0)
     monkeypatch.setattr(snapshots, "SYNC_AHEAD_AFTER", 0.01)
     monkeypatch.setattr(snapshots, "IdleMeter", lambda: Meter(idle=0.1))
-    snap, _, job = make_job(tmp_path, 5)
+    snap, server, job = make_job(tmp_path, 5)
     waited = time.monotonic() + 0.3
     slow_sync(snap, job, lambda: time.monotonic() > waited)
-    opened = snapshots.Job(snap.open_snapshot("periodic"))
-    snap.run(opened)
-    assert opened.ok, opened.error
+    periodic_now(snap, server)
     assert sorted(snap.known) == [f"t{i}/f.dat" for i in range(5)]
 
     def broken() -> None:
