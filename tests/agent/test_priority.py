@@ -83,6 +83,13 @@ def test_the_session_is_lowered_only_by_its_leader() -> None:
             proc.communicate("")
 
 
+def in_a_session(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a Python of its own, leading a session of its own."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, start_new_session=True
+    )
+
+
 @pytest.mark.skipif(not AUTOGROUP.exists(), reason="this kernel has no autogroups")
 def test_a_late_snapshot_hurries_the_session_then_calms_it() -> None:
     if os.geteuid() != 0:
@@ -93,9 +100,7 @@ def test_a_late_snapshot_hurries_the_session_then_calms_it() -> None:
         "print(p.hurry_session(), p.lower_this_session(12), nice(), p.hurry_session(), nice(), "
         "p.hurry_session(), end=' '); p.calm_session(); print(nice())"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", steps], capture_output=True, text=True, start_new_session=True
-    )
+    out = in_a_session(steps)
     # not lowered: nothing to hurry; lowered to 12, hurried to 0 (once), calmed back to 12
     assert out.stdout.split() == ["False", "True", "12", "True", "0", "False", "12"], out
 
@@ -123,9 +128,7 @@ def test_hurrying_and_calming_from_two_threads_never_leave_a_late_snapshot_yield
         "    bad += p._Session.hurried != (nice() == '0')\n"
         "print(bad)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", steps], capture_output=True, text=True, start_new_session=True
-    )
+    out = in_a_session(steps)
     assert out.stdout.split() == ["0"], out  # rounds where the two parted
 
 

@@ -13,6 +13,7 @@ captures again (once).
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import json
 import logging
@@ -321,7 +322,7 @@ class Snapshotter:
         self,
         meter: IdleMeter,
         *,
-        until: threading.Event | None = None,
+        until: Callable[[], bool] | None = None,
         known: Mapping[str, Entry] | None = None,
     ) -> bool:
         """While periodic snapshots are on (and ``ahead``, the server's ``HPCSNAP_STORE_AHEAD``),
@@ -333,8 +334,8 @@ class Snapshotter:
         less than :data:`STORE_AHEAD_IDLE` cores idle since the last look. Returns whether it
         stored files and the CPU is still spare (then another pass may follow at once). Best
         effort: a failure is logged and the capture does the work. ``until`` also stops the
-        pass once set; ``known``, entries stored but not yet in :attr:`known`, are not stored
-        again."""
+        pass once it answers true; ``known``, entries stored but not yet in :attr:`known`, are
+        not stored again."""
         cfg = self._periodic
         if not self.ahead or cfg.interval <= 0 or self._stop.is_set():
             return False
@@ -343,7 +344,7 @@ class Snapshotter:
         def stop() -> bool:
             if not self._queue.empty() or self._stop.is_set():
                 return True
-            if until is not None and until.is_set():
+            if until is not None and until():
                 return True
             if meter.age() < STORE_AHEAD_LOOK:
                 return False
@@ -486,25 +487,14 @@ class Snapshotter:
         if not self.ahead or self._periodic.interval <= 0:
             self.store.flush()
             return
-        done = threading.Event()
-        failure: list[BaseException] = []
-
-        def sync() -> None:
-            try:
-                self.store.flush()
-            except BaseException as exc:  # raised again by the worker, below
-                failure.append(exc)
-            finally:
-                done.set()
-
-        meter = IdleMeter()
-        threading.Thread(target=sync, name="snapshot-sync", daemon=True).start()
-        more = True
-        while not done.wait(SYNC_AHEAD_AFTER):
-            if more and meter.idle_cores() >= STORE_AHEAD_IDLE:
-                more = self.store_ahead(meter, until=done, known=captured)
-        if failure:
-            raise failure[0]
+        with concurrent.futures.ThreadPoolExecutor(1, "snapshot-sync") as pool:
+            synced = pool.submit(self.store.flush)
+            meter = IdleMeter()
+            more = True
+            while not concurrent.futures.wait([synced], SYNC_AHEAD_AFTER).done:
+                if more and meter.idle_cores() >= STORE_AHEAD_IDLE:
+                    more = self.store_ahead(meter, until=synced.done, known=captured)
+            synced.result()  # its error, if any, fails the snapshot
 
     def _send(self, snap_id: str, body: SnapshotCommit, manifest: Manifest) -> None:
         """Commit the changes since the previous snapshot (its keys, which the server copies
