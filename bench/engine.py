@@ -53,6 +53,19 @@ def cp_then_sync(src: Path, dst: Path) -> None:
     run(["sync"])
 
 
+def check_p1_space(work: Path, spec: TreeSpec, runs: int, *, tree_made: bool = False) -> None:
+    """Exit with a clear message unless P1 has room under ``work``: 3 sides × ``runs`` copies
+    kept until the end, plus the tree itself unless ``tree_made``. Checked once more before P1
+    starts, and first of all by :mod:`bench.run`, so a bench short of space stops at once
+    instead of after the measures before P1."""
+    need = (3 * runs + (0 if tree_made else 1)) * spec.total_bytes * 1.1
+    if shutil.disk_usage(work).free < need:
+        raise SystemExit(
+            f"P1 needs {need / GiB:.0f} GiB free under {work} (3 sides × {runs} runs kept "
+            "until the end): use --work-dir elsewhere, fewer --runs or a smaller --gib"
+        )
+
+
 def p1_first_snapshot(
     work: Path, spec: TreeSpec, runs: int, cold: bool, settle_s: float = RECENTLY_DELETED_S
 ) -> list[Row]:
@@ -62,12 +75,7 @@ def p1_first_snapshot(
     src = work / "p1-src"
     make_tree(src, spec)
     out = work / "p1-out"
-    need = 3 * runs * spec.total_bytes * 1.1
-    if shutil.disk_usage(work).free < need:
-        raise SystemExit(
-            f"P1 needs {need / GiB:.0f} GiB free under {work} (3 sides × {runs} runs kept "
-            "until the end): use --work-dir elsewhere, fewer --runs or a smaller --gib"
-        )
+    check_p1_space(work, spec, runs, tree_made=True)
     out.mkdir()
     settle(settle_s)
     written: dict[str, list[int]] = {}

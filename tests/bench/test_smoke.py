@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import pytest
 from bench.timing import disk_written
 
-from bench import run
+from bench import engine, run
 
 
 def test_bench_engine_measures_run(tmp_path: Path, capsys) -> None:
@@ -22,3 +24,21 @@ def test_bench_engine_measures_run(tmp_path: Path, capsys) -> None:
     for row in rows:
         assert row in text
     assert "| P3 |" in capsys.readouterr().out
+
+
+def test_bench_short_of_space_for_p1_stops_before_measuring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """P1 keeps 15 copies of its tree until the end: a bench without room for them says so at
+    once, before building any tree or running the measures that come before P1 (P4 takes
+    about 20 minutes)."""
+    full = shutil.disk_usage(tmp_path)._replace(free=0)
+    monkeypatch.setattr(engine.shutil, "disk_usage", lambda path: full)
+
+    def no_tree(*args: object) -> None:
+        raise AssertionError("a tree was built before the space was checked")
+
+    monkeypatch.setattr(engine, "make_tree", no_tree)
+    monkeypatch.setattr(run, "e2e", None)  # any served measure started would fail on this
+    with pytest.raises(SystemExit, match=r"P1 needs \d+ GiB free"):
+        run.main(["--only", "P1,P4", "--work-dir", str(tmp_path), "--runs", "1"])
