@@ -12,11 +12,12 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 
-from hpcsnap.blobstore import LocalBackend, local, open_backend
+from hpcsnap.blobstore import LocalBackend, StorageFull, local, open_backend
 
 
 def test_layout_and_permissions(tmp_path: Path) -> None:
@@ -308,3 +309,115 @@ def test_objects_written_while_the_disk_reads_stay_in_the_page_cache(tmp_path: P
     assert _open_fds() == before
     backend.flush()
     assert _cached(tmp_path / "store" / "objects" / "k") >= len(data)
+
+
+class _Flipping(_Dribble):
+    """A stream that turns the route direct at its second read, once its first part is
+    written (the route may change within a large object)."""
+
+    def __init__(self, data: bytes, step: int, route: local._Route) -> None:
+        super().__init__(data, step)
+        self._route = route
+        self._reads = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._reads += 1
+        self._route.direct = self._reads > 1
+        return super().read(size)
+
+
+def test_an_object_begun_through_the_cache_at_an_odd_length_never_goes_direct(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first part written through the page cache at a length that is not a whole number of
+    blocks leaves the file's end unaligned: the rest must go through the cache too (a direct
+    write there would be refused, or worse), and the bytes are the same."""
+    real_set = local._DirectWriter._set_direct
+    directs: list[bool] = []
+
+    def set_direct(self: local._DirectWriter, on: bool) -> None:
+        directs.append(on)
+        real_set(self, on)
+
+    monkeypatch.setattr(local._DirectWriter, "_set_direct", set_direct)
+    backend = LocalBackend(tmp_path / "store")
+    data = random.Random(7).randbytes(3 * (1 << 20) + 5)
+    for step, expect_direct in ((300_001, False), (1 << 20, True)):
+        directs.clear()
+        backend._route.direct = False
+        backend.put(f"k{step}", _Flipping(data, step, backend._route))
+        with backend.open(f"k{step}") as f:
+            assert f.read() == data, step
+        assert (True in directs) is expect_direct, (step, directs)
+
+
+class _Gate:
+    """Holds the background writer's puts of the keys given until opened (the seam between
+    :class:`local._Behind` and the backend's own put, which stays real)."""
+
+    def __init__(self, backend: LocalBackend, held: set[str], fail: set[str] = frozenset()):
+        self.open = threading.Event()
+        self.entered = threading.Event()
+        self._put = backend.put
+        self._held = held
+        self._fail = fail
+        backend.put = self.put  # type: ignore[method-assign]
+
+    def put(self, key: str, src: io.BytesIO) -> None:
+        if key in self._held and threading.current_thread() is not threading.main_thread():
+            self.entered.set()
+            assert self.open.wait(10)
+        if key in self._fail:
+            raise StorageFull(f"no space left for {key}")
+        self._put(key, src)
+
+
+BIG = local.DIRECT_MIN + 4096
+
+
+def test_writing_behind_hands_large_contents_to_a_thread(tmp_path: Path) -> None:
+    """Contents that would wait for the disk are written by a background thread while the
+    caller goes on; small ones at once. Each is pending until in place, and every one is in
+    place, exact, when the block ends."""
+    backend = LocalBackend(tmp_path / "store")
+    big, small = random.Random(1).randbytes(BIG), b"small"
+    gate = _Gate(backend, held={"big"})
+    with backend.writing_behind() as behind:
+        behind.put("big", big)
+        assert gate.entered.wait(10)
+        assert behind.pending("big") and backend.stat("big") is None
+        behind.put("small", small)  # not queued behind the held one
+        assert not behind.pending("small") and backend.stat("small") == len(small)
+        gate.open.set()
+    assert not behind.pending("big")
+    with backend.open("big") as f:
+        assert f.read() == big
+
+
+def test_writing_behind_raises_a_failed_put(tmp_path: Path) -> None:
+    """A put that fails in the background is raised by the next put, or when the block ends;
+    the puts handed over after it are dropped."""
+    backend = LocalBackend(tmp_path / "store")
+    data = random.Random(2).randbytes(BIG)
+    _Gate(backend, held=set(), fail={"a"})
+    with pytest.raises(StorageFull, match="no space left for a"), backend.writing_behind() as w:
+        w.put("a", data)
+        w.put("b", data[::-1])
+    assert backend.stat("a") is None
+    assert backend.stat("b") is None
+
+
+def test_leaving_writing_behind_by_an_error_drops_what_was_not_begun(tmp_path: Path) -> None:
+    """The put under way ends, the ones waiting are dropped, and the caller's error (not
+    anything of the writer's) propagates."""
+    backend = LocalBackend(tmp_path / "store")
+    data = random.Random(3).randbytes(BIG)
+    gate = _Gate(backend, held={"first"})
+    with pytest.raises(KeyError, match="the caller's"), backend.writing_behind() as behind:
+        behind.put("first", data)
+        assert gate.entered.wait(10)
+        behind.put("second", data[::-1])
+        threading.Timer(0.2, gate.open.set).start()
+        raise KeyError("the caller's")
+    assert backend.stat("first") == len(data)
+    assert backend.stat("second") is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import BinaryIO
 
 import pytest
 
-from hpcsnap.blobstore import Backend, ContentStore, Listed, LocalBackend
+from hpcsnap.blobstore import Backend, ContentStore, Listed, LocalBackend, local
 from hpcsnap.snapshot import (
     CaptureResult,
     Manifest,
@@ -212,6 +213,34 @@ def test_identical_contents_are_stored_once(job: Path, store: ContentStore) -> N
     other_job = job.parent / "job2"
     write_tree(other_job, {"copy": content})
     assert capture(other_job, store, path_filter=NO_FILTER).bytes_stored == 0
+
+
+def test_large_outputs_are_written_behind_and_in_place_when_capture_returns(
+    job: Path, tmp_path: Path
+) -> None:
+    """Contents that would wait for the disk are written by the store's background writer
+    while the next files are read; capture returns once every one is in place (before any
+    flush), and content met twice while still being written is stored once."""
+    backend = LocalBackend(tmp_path / "behind-store")
+    threads: list[str] = []
+    real_put = backend.put
+
+    def put(key: str, src: BinaryIO) -> None:
+        threads.append(threading.current_thread().name)
+        real_put(key, src)
+
+    backend.put = put  # type: ignore[method-assign]
+    store = ContentStore(backend, "alice")
+    big = [os.urandom(local.DIRECT_MIN + 4096 * i + 1) for i in range(6)]
+    write_tree(job, {f"run/field{i}": data for i, data in enumerate(big)})
+    write_tree(job, {"run/copy": big[0], "log": b"small"})
+    result = capture(job, store, path_filter=NO_FILTER, flush=False)
+    assert "hpcsnap-write" in threads, "no content was handed to the background writer"
+    assert result.bytes_stored == sum(map(len, big)) + len(b"small")
+    for path, entry in result.manifest.items():
+        assert entry.digest is not None
+        assert blob(store, entry.digest) == (job / path).read_bytes(), path
+    assert not [t for t in threading.enumerate() if t.name == "hpcsnap-write"]
 
 
 def test_unchanged_inputs_are_not_outputs(job: Path, store: ContentStore) -> None:

@@ -29,6 +29,7 @@ Keys are ``/``-separated, relative, without ``.``/``..`` segments, empty segment
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -89,6 +90,30 @@ class Staging(Protocol):
     can, S3 cannot cheaply). The content store then reads a new file once instead of twice."""
 
     def stage(self, src: BinaryIO) -> Staged: ...
+
+
+class Behind(Protocol):
+    """Puts handed to a background writer (see :class:`WritingBehind`)."""
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``, now or later: raises the error of an earlier put
+        that failed."""
+        ...
+
+    def pending(self, key: str) -> bool:
+        """Whether ``key`` was put here and its object is not in place yet."""
+        ...
+
+
+@runtime_checkable
+class WritingBehind(Protocol):
+    """Optional: backends whose puts may wait on a disk, which a background writer lets the
+    caller spend reading the next contents (a local directory written around the page
+    cache). ``writing_behind()`` is a context manager giving a :class:`Behind`: when it
+    exits, every put is done (its object in place), and the first that failed is raised;
+    when it exits by an exception, the puts not started yet are dropped."""
+
+    def writing_behind(self) -> AbstractContextManager[Behind]: ...
 
 
 @runtime_checkable

@@ -8,6 +8,8 @@ the bytes it holds: :meth:`ContentStore.put_file` re-hashes while it uploads and
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
 import io
 import os
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 
 import xxhash
 
-from hpcsnap.blobstore.base import Backend, ContentChanged, Staging
+from hpcsnap.blobstore.base import Backend, Behind, ContentChanged, Staging, WritingBehind
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -175,6 +177,7 @@ class ContentStore:
         # checked once: a runtime Protocol check costs ~10 µs, once per file otherwise
         self._staging = backend if isinstance(backend, Staging) else None
         self._local = backend.describe().get("kind") == "local"
+        self._behind: Behind | None = None
 
     def key(self, digest: str) -> str:
         """The backend key of ``digest`` (``ValueError`` unless 32 lowercase hex digits)."""
@@ -264,10 +267,32 @@ class ContentStore:
 
     def _put_small(self, digest: str, data: bytes) -> Stored:
         key = self.key(digest)
-        if self.backend.stat(key) is not None:
+        behind = self._behind
+        if behind is None:
+            if self.backend.stat(key) is not None:
+                return Stored(digest, len(data), written=False)
+            self.backend.put(key, io.BytesIO(data))
+        elif behind.pending(key) or self.backend.stat(key) is not None:
             return Stored(digest, len(data), written=False)
-        self.backend.put(key, io.BytesIO(data))
+        else:
+            behind.put(key, data)
         return Stored(digest, len(data), written=True)
+
+    @contextlib.contextmanager
+    def writing_behind(self) -> Iterator[ContentStore]:
+        """A store on the same backend whose :meth:`put_file` may leave the writing of a new
+        small content (one :data:`CHUNK` at most, read whole before it is hashed) to the
+        backend's background writer, while the caller reads the next files (see
+        :class:`~hpcsnap.blobstore.base.WritingBehind`; on other backends, this store). Every
+        put is done (its object in place, not yet flushed) when the block ends; a failed put
+        is raised by a later put or at the end of the block."""
+        if not isinstance(self.backend, WritingBehind):
+            yield self
+            return
+        with self.backend.writing_behind() as behind:
+            store = copy.copy(self)
+            store._behind = behind
+            yield store
 
     def put_stream(self, src: BinaryIO, *, tmpdir: Path | None = None) -> Stored:
         """Store the content of ``src`` (read to its end), spooled to a temporary file in

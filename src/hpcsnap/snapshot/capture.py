@@ -13,8 +13,10 @@ filter into one of:
 Phase 2 reads each file to read: ``lstat``, :meth:`ContentStore.put_file` (hash, then upload
 if the content is new, re-hashed on the way), ``lstat`` again. A file that changed meanwhile is
 read again, up to ``max_tries`` times, then reported *unstable* and left out of the manifest: a
-torn copy is never recorded. A file that vanished is left out silently. The store is flushed
-before the manifest is returned, so the caller can publish it at once.
+torn copy is never recorded. A file that vanished is left out silently. New contents that
+would wait for the disk are written by the store's background writer while the next files are
+read (:meth:`ContentStore.writing_behind`); every one is in place before the manifest is
+returned, and the store is flushed, so the caller can publish it at once.
 
 :func:`store_ahead` does phase 1 and 2 for the new files left alone for a while, without making
 a snapshot and without flushing the store: the next capture finds them unchanged since the
@@ -326,11 +328,8 @@ class _Run:
                 f"{format_size(soft_limit)}: consider narrowing the snapshot filters"
             )
 
-    def read_all(
-        self, max_tries: int, stop: Callable[[], bool] | None = None, *, flush: bool = True
-    ) -> None:
-        """Read every file planned (``stop`` is asked before each one), then flush the store
-        if anything new was written and ``flush``."""
+    def read_all(self, max_tries: int, stop: Callable[[], bool] | None = None) -> None:
+        """Read every file planned (``stop`` is asked before each one)."""
         self.files_done = self.files_reused + self.files_read
         self.files_total = self.files_done + len(self.to_read)
         self.report(force=True)
@@ -343,9 +342,6 @@ class _Run:
         finally:
             self.read_ahead.close()
             self.read_ahead = None
-        if self.written and flush:
-            self.store.flush()
-        self.report(force=True)
 
     def read_each(self, max_tries: int, stop: Callable[[], bool] | None) -> None:
         assert self.read_ahead is not None
@@ -462,8 +458,8 @@ def capture(
     if max_tries < 1:
         raise ValueError(f"max_tries must be at least 1, not {max_tries}")
     limiter = None if max_bytes_per_sec is None else RateLimiter(max_bytes_per_sec)
-    with Beneath(root) as tree:
-        run = _Run(root, store, tree, opener or tree.open, limiter, progress)
+    with Beneath(root) as tree, store.writing_behind() as behind:
+        run = _Run(root, behind, tree, opener or tree.open, limiter, progress)
         run.plan(
             root,
             path_filter,
@@ -471,7 +467,10 @@ def capture(
             {} if include_unchanged_inputs or baseline is None else baseline,
         )
         run.check_limits(soft_limit, hard_limit)
-        run.read_all(max_tries, flush=flush)
+        run.read_all(max_tries)
+    if run.written and flush:
+        store.flush()
+    run.report(force=True)
     return run.result()
 
 
@@ -499,10 +498,10 @@ def store_ahead(
     flushes it first (as :func:`capture`'s callers do). Nothing is stored when the files to
     read would take the snapshot past ``hard_limit`` (:class:`SnapshotTooLarge`).
     """
-    with Beneath(root) as tree:
-        run = _Run(root, store, tree, tree.open, None, None)
+    with Beneath(root) as tree, store.writing_behind() as behind:
+        run = _Run(root, behind, tree, tree.open, None, None)
         run.plan(root, path_filter, parent, baseline or {}, settled_before=settled_before)
         run.check_limits(None, hard_limit)
-        run.read_all(max_tries=1, stop=stop, flush=False)
+        run.read_all(max_tries=1, stop=stop)
     slots = run.slots
     return {f.path: e for f in run.to_read if (e := slots.get(f.path)) is not None}
