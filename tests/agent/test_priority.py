@@ -11,10 +11,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
 from hpcsnap.agent.priority import AUTOGROUP, IdleMeter, lower_this_thread
+from hpcsnap.blobstore import LocalBackend, local
 from tests.support import ServerProcess, agent_pids, wait_for
 
 SYS_IOPRIO_GET = {"x86_64": 252, "aarch64": 31}
@@ -40,6 +42,32 @@ def test_only_the_calling_thread_is_lowered() -> None:
     if "ioprio" not in seen:
         pytest.skip("no ioprio_get syscall number for this machine")
     assert seen["ioprio"] == (2 << 13) | 7  # best effort, lowest level
+
+
+def test_the_stores_background_writer_is_as_low_as_the_snapshot_thread(tmp_path: Path) -> None:
+    """A capture's direct writes are made by a thread the lowered snapshot thread starts
+    (``LocalBackend.writing_behind``): it must not write at the job's priority."""
+    backend = LocalBackend(tmp_path / "store")
+    seen: dict[str, int] = {}
+    real_put = backend.put
+
+    def put(key: str, src: BinaryIO) -> None:
+        if threading.current_thread().name == "hpcsnap-write":
+            seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        real_put(key, src)
+
+    backend.put = put  # type: ignore[method-assign]
+
+    def worker() -> None:
+        lower_this_thread()
+        with backend.writing_behind() as behind:
+            behind.put("big", os.urandom(local.DIRECT_MIN + 1))
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert backend.stat("big") == local.DIRECT_MIN + 1
+    assert seen == {"nice": 19}
 
 
 def autogroup(pid: int | str) -> tuple[str, int]:

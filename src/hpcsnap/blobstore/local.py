@@ -347,7 +347,9 @@ class _Behind:
     route is direct) waits for the disk: it is handed to a thread, which writes such contents
     in order while the caller reads the next files. Any other is written at once: through the
     page cache, it takes less time than handing it over, a thread switch each (P1, 20,000 files:
-    every content handed over made the snapshot slower than none; bench/README.md).
+    every content handed over made the snapshot slower than none; bench/README.md). The thread
+    is started by the first content handed over, from the caller's thread, whose CPU and I/O
+    priority it inherits (Linux): a lowered snapshot thread's writer is as low.
     """
 
     def __init__(self, backend: LocalBackend) -> None:
