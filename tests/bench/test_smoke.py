@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -42,3 +43,19 @@ def test_bench_short_of_space_for_p1_stops_before_measuring(
     monkeypatch.setattr(run, "e2e", None)  # any served measure started would fail on this
     with pytest.raises(SystemExit, match=r"P1 needs \d+ GiB free"):
         run.main(["--only", "P1,P4", "--work-dir", str(tmp_path), "--runs", "1"])
+
+
+def test_bench_served_measures_run(tmp_path: Path) -> None:
+    """P4, P5 and P8 through a real server and agents, at tiny sizes: each prints its row, and
+    P4 says how much CPU the job itself used (its work is fixed: the machine's speed)."""
+    report = tmp_path / "report.md"
+    code = run.main(
+        ["--quick", "--only", "P4,P5,P8", "--work-dir", str(tmp_path), "--report", str(report)]
+    )
+    assert code == 0
+    text = report.read_text()
+    for row in ("| P4 |", "| P4c |", "| P5 |", "| P8 |"):
+        assert row in text
+    took = re.search(r"the job's own work took ([\d.]+) CPU-s, against ([\d.]+)\)", text)
+    assert took is not None, text
+    assert float(took[1]) > 0 and float(took[2]) > 0, "the job reports the CPU of its work"
