@@ -78,9 +78,16 @@ def _server_pid(api: Api) -> int | None:
 
 
 def p4_job_slowdown(
-    server: ServerProcess, api: Api, runs: int, tree_mib: int, work: int, settle_s: float
+    server: ServerProcess,
+    api: Api,
+    runs: int,
+    tree_mib: int,
+    work: int,
+    settle_s: float,
+    interval: int = 5,
 ) -> list[Row]:
-    """P4, and P4c. The server keeps each task's 1 GiB / 10,000-file ``/job`` when it ends
+    """P4, and P4c; with ``interval`` 0, P4n instead: the same runs without snapshots on
+    either side, whose ratio is the measure's own noise (bench/README.md, P4). The server keeps each task's 1 GiB / 10,000-file ``/job`` when it ends
     (``HPCSNAP_KEEP_WORKDIRS``), and each snapshotted run waits ``settle_s`` before it starts
     (:func:`~bench.timing.settle`), as P1 does: its snapshots create thousands of files while
     the job is timed, and on ext4 without a journal each would otherwise scan past the inodes
@@ -94,25 +101,39 @@ def p4_job_slowdown(
     costs: list[dict[str, float]] = []
     plain_costs: list[dict[str, float]] = []
     for _ in range(runs):
-        for interval, out in ((0, plain), (5, snapped)):
-            if interval:
+        for second, (every, out) in enumerate(((0, plain), (interval, snapped))):
+            if second:
                 settle(settle_s)
             uuid = api.submit(
                 cmd,
                 advancedResourceBuckets=[{"bucketName": "bench-job"}],
-                snapshotInterval=interval,
+                snapshotInterval=every,
                 snapshotBlacklist=None,
             )
             cpu: dict[str, float] = {}
             out.append(_elapsed(api, uuid, cpu))
-            (costs if interval else plain_costs).append(cpu)
-            if interval:
+            (costs if second else plain_costs).append(cpu)
+            if every:
                 snaps += sum(
                     s["status"] == "Success" for s in api.ok("GET", f"/tasks/{uuid}/snapshots")
                 )
     a = Sample(statistics.median(snapped), min(snapped), max(snapped), len(snapped))
     b = Sample(statistics.median(plain), min(plain), max(plain), len(plain))
     r = a.median / b.median
+    if not interval:
+        return [
+            Row(
+                "P4n",
+                "P4 with no snapshots on either side, run as P4 runs its two sides (the second "
+                "after the same wait): how far apart two identical sides land, at this number "
+                "of runs",
+                str(a),
+                str(b),
+                r,
+                "(info)",
+                None,
+            )
+        ]
     # the same work each run: its CPU tells how fast the machine was (bench/README.md, P4)
     job_cpu = statistics.median(c.get("job", 0.0) for c in costs)
     job_cpu_plain = statistics.median(c.get("job", 0.0) for c in plain_costs)

@@ -46,15 +46,16 @@ def test_bench_short_of_space_for_p1_stops_before_measuring(
 
 
 def test_bench_served_measures_run(tmp_path: Path) -> None:
-    """P4, P5 and P8 through a real server and agents, at tiny sizes: each prints its row, and
-    P4 says how much CPU the job itself used (its work is fixed: the machine's speed)."""
+    """P4, P4n, P5 and P8 through a real server and agents, at tiny sizes: each prints its row,
+    and P4 says how much CPU the job itself used (its work is fixed: the machine's speed)."""
     report = tmp_path / "report.md"
+    only = "P4,P4N,P5,P8"
     code = run.main(
-        ["--quick", "--only", "P4,P5,P8", "--work-dir", str(tmp_path), "--report", str(report)]
+        ["--quick", "--only", only, "--work-dir", str(tmp_path), "--report", str(report)]
     )
     assert code == 0
     text = report.read_text()
-    for row in ("| P4 |", "| P4c |", "| P5 |", "| P8 |"):
+    for row in ("| P4 |", "| P4c |", "| P4n |", "| P5 |", "| P8 |"):
         assert row in text
     took = re.search(r"the job's own work took ([\d.]+) CPU-s, against ([\d.]+)\)", text)
     assert took is not None, text
