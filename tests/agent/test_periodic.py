@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,10 @@ class Clock:
         return self.now
 
 
-def make(tmp_path: Path, interval: int) -> tuple[Snapshotter, FakeServer, Clock]:
-    server, clock = FakeServer(), Clock()
+def make(
+    tmp_path: Path, interval: int, server: FakeServer | None = None
+) -> tuple[Snapshotter, FakeServer, Clock]:
+    server, clock = server or FakeServer(), Clock()
     snap = Snapshotter(
         server,  # type: ignore[arg-type]
         ContentStore(LocalBackend(tmp_path / "blobs"), "u1"),
@@ -305,3 +308,41 @@ def test_no_storing_ahead_during_a_sync_on_busy_cpu_and_a_failed_sync_fails_the_
     snap.run(failed)
     assert not failed.ok and failed.error is not None and "Input/output error" in failed.error
     assert snap.known["t0/f.dat"].size == 5000  # what the failed snapshot read is not known
+
+
+class HeldFirstOpen(FakeServer):
+    """Stamps each new snapshot in the order the calls arrive, then holds the first call until
+    released: another thread opens a snapshot meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.inside = threading.Event()
+        self.release = threading.Event()
+
+    def call(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        with self.lock:
+            data = super().call(method, path, body, **kw)
+        if data["id"] == "s1":
+            self.inside.set()
+            self.release.wait(10)
+        return data
+
+
+def test_snapshots_are_queued_in_the_order_the_server_stamped_them(tmp_path: Path) -> None:
+    """The server fails as abandoned a snapshot still open that was stamped before the one
+    being committed: one the job asked for, stamped first but queued after a periodic one,
+    would be failed for nothing. Opening and queueing are one step for every thread."""
+    server = HeldFirstOpen()
+    snap, _, _ = make(tmp_path, 5, server)
+    first = threading.Thread(target=snap.open_and_submit, args=("job", "mid"))
+    first.start()
+    assert server.inside.wait(10)
+    second = threading.Thread(target=snap.open_and_submit, args=("periodic",))
+    second.start()
+    second.join(0.5)  # opened and queued by now, unless it waits for the first to be queued
+    server.release.set()
+    first.join(10)
+    second.join(10)
+    queued = [snap._queue.get_nowait().request.id for _ in range(2)]
+    assert queued == ["s1", "s2"], "captured in another order than the server stamped them"

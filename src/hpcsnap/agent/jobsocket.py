@@ -91,10 +91,9 @@ class JobSocket:
         if label is not None and not isinstance(label, str):
             raise ValueError("label must be a string")
         try:
-            snap = self.snapshotter.open_snapshot("job", label)
+            snap, job = self.snapshotter.open_and_submit("job", label)
         except ServerRefused as exc:
             return {"status": "Failure", "error": exc.message}
-        job = self.snapshotter.submit(snap)
         reply: dict[str, Any] = {"id": snap.id, "directory": snap.directory, "status": "Triggered"}
         if job is not None and request.get("wait", True):
             job.done.wait()

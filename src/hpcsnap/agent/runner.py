@@ -264,11 +264,10 @@ class TaskRunner:
     def final_snapshot(self) -> None:
         assert self.snapshotter is not None
         try:
-            request = self.snapshotter.open_snapshot("final")
+            _, job = self.snapshotter.open_and_submit("final")
         except Exception as exc:
             log.error("could not open the final snapshot: %s", exc)
             return
-        job = self.snapshotter.submit(request)
         if job is not None:
             job.done.wait(600)
 

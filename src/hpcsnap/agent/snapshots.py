@@ -193,6 +193,7 @@ class Snapshotter:
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._busy = threading.Lock()
         self._cfg = threading.Lock()
+        self._opening = threading.Lock()  # see open_and_submit
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="snapshots", daemon=True)
         self._ticker = threading.Thread(target=self._tick, name="periodic", daemon=True)
@@ -269,13 +270,12 @@ class Snapshotter:
             hurry_session()
             return "skipped"
         try:
-            request = self.open_snapshot("periodic")
+            self.open_and_submit("periodic")
         except CredentialRevoked:
             raise
         except Exception as exc:
             log.warning("could not open a periodic snapshot: %s", exc)
             return "error"
-        self.submit(request)
         return "opened"
 
     def open_snapshot(
@@ -291,6 +291,19 @@ class Snapshotter:
         request = SnapshotRequest.model_validate(data)
         self._opened.add(request.id)
         return request
+
+    def open_and_submit(
+        self, kind: Literal["periodic", "final", "job"], label: str | None = None
+    ) -> tuple[SnapshotRequest, Job | None]:
+        """Open a snapshot (:meth:`open_snapshot`) and queue it (:meth:`submit`) as one step, so
+        that the worker captures the snapshots this agent opens in the order the server
+        stamped them, whichever thread opened them (the periodic tick, the job's own request,
+        the final snapshot). The server fails as abandoned any snapshot still open that was
+        stamped before one being committed (:func:`hpcsnap.server.snapshots.fail_abandoned`):
+        one stamped first but queued second would be failed, then captured for nothing."""
+        with self._opening:
+            request = self.open_snapshot(kind, label)
+            return request, self.submit(request)
 
     def _work(self) -> None:
         lower_this_thread()
