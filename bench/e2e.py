@@ -87,7 +87,9 @@ def p4_job_slowdown(
     interval: int = 5,
 ) -> list[Row]:
     """P4, and P4c; with ``interval`` 0, P4n instead: the same runs without snapshots on
-    either side, whose ratio is the measure's own noise (bench/README.md, P4). The server keeps each task's 1 GiB / 10,000-file ``/job`` when it ends
+    either side, whose ratio is the measure's own noise (bench/README.md, P4).
+
+    The server keeps each task's 1 GiB / 10,000-file ``/job`` when it ends
     (``HPCSNAP_KEEP_WORKDIRS``), and each snapshotted run waits ``settle_s`` before it starts
     (:func:`~bench.timing.settle`), as P1 does: its snapshots create thousands of files while
     the job is timed, and on ext4 without a journal each would otherwise scan past the inodes
