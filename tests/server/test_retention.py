@@ -209,8 +209,8 @@ def test_retention_keeps_the_last_n_periodic_and_storage_follows(
     listed = api.ok("GET", "/buckets/rot-res/files")
     referenced = {o["hash"] for o in listed} | {s["manifestDigest"] for s in live}
     namespace = blob_path(server, listed[0]["hash"]).parent.parent
-    stored = {p.name for p in namespace.rglob("*") if p.is_file()}
-    assert stored == referenced
+    stored = {p.name: p.stat().st_size for p in namespace.rglob("*") if p.is_file()}
+    assert set(stored) == referenced, ({d: stored.get(d) for d in set(stored) ^ referenced}, every)
 
 
 def test_verify_finds_a_flipped_byte_and_a_missing_blob(

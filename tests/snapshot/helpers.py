@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar, cast
 
 import xxhash
 
@@ -42,18 +43,29 @@ def all_blobs(store: ContentStore) -> dict[str, bytes]:
 
 class CountingOpener:
     """The capture's ``opener`` seam: the default safe opener, recording each path opened.
-    ``before_open(rel)`` runs first, so a test can change the tree at that very moment."""
+    ``before_open(rel)`` runs first, so a test can change the tree at that very moment;
+    ``while_reading(rel)`` runs at the first read of the opened file, before it is done."""
 
-    def __init__(self, root: Path, before_open: Callable[[bytes], None] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        before_open: Callable[[bytes], None] | None = None,
+        *,
+        while_reading: Callable[[bytes], None] | None = None,
+    ) -> None:
         self.tree = Beneath(root)
         self.opened: list[bytes] = []
         self.before_open = before_open
+        self.while_reading = while_reading
 
     def __call__(self, rel: bytes) -> BinaryIO:
         self.opened.append(rel)
         if self.before_open is not None:
             self.before_open(rel)
-        return self.tree.open(rel)
+        src = self.tree.open(rel)
+        if self.while_reading is None:
+            return src
+        return cast(BinaryIO, _HookedReader(src, lambda: self.while_reading(rel)))
 
     def close(self) -> None:
         self.tree.close()
@@ -63,6 +75,29 @@ class CountingOpener:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _HookedReader(io.RawIOBase):
+    """``src``, calling ``hook`` once, just before its first read."""
+
+    def __init__(self, src: BinaryIO, hook: Callable[[], object]) -> None:
+        super().__init__()
+        self.src, self.hook = src, hook
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.src.fileno()
+
+    def readinto(self, buffer: Any) -> int:
+        hook, self.hook = self.hook, lambda: None
+        hook()
+        return cast(int, self.src.readinto(buffer))  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.src.close()
+        super().close()
 
 
 def make_deep(root: Path, depth: int, content: bytes) -> bytes:

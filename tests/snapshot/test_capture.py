@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import io
 import itertools
 import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import pytest
 
@@ -183,6 +184,61 @@ def test_a_replaced_file_is_read_even_with_identical_metadata(
     second = capture(job, store, path_filter=NO_FILTER, parent=first.manifest, opener=opener)
     assert opener.opened[0] == b"out"
     assert second.manifest["out"].digest == xxh(b"v2")
+
+
+class RenamedOverOnClose(io.FileIO):
+    """An opened file that a writer replaces (writes a temporary file and renames it over the
+    path) right after the capture has read it to the end, before it looks at the path again."""
+
+    def __init__(self, path: Path, new_content: bytes) -> None:
+        super().__init__(path, "rb")
+        self.path, self.new_content = path, new_content
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()
+            replace(self.path, self.new_content)
+
+
+def replace(path: Path, content: bytes) -> None:
+    (path.parent / ".tmp").write_bytes(content)
+    os.replace(path.parent / ".tmp", path)
+
+
+@pytest.mark.parametrize("when", ["after-read", "before-open"])
+@pytest.mark.parametrize("two_pass", [False, True], ids=["local", "hash-then-upload"])
+def test_a_file_renamed_over_while_captured_is_kept_as_read(
+    job: Path, tmp_path: Path, two_pass: bool, when: str
+) -> None:
+    """The file read did not change from its opening to the end of its read, only the path
+    did: what was read is a whole copy, recorded and not read again (which would also leave
+    the content just stored referenced by nothing until the full sweep)."""
+    inner = LocalBackend(tmp_path / "store")
+    store = ContentStore(CountingBackend(inner) if two_pass else inner, "alice")
+    old, new = b"step 3 " * 30_000, b"step 4 " * 30_000  # staged through a temporary copy
+    write_tree(job, {"step.bin": old, "small": b"s"})
+    opened: list[str] = []
+    passes = 2 if two_pass else 1  # hashed, then uploaded: renamed after the second pass
+
+    def opener(rel: bytes) -> BinaryIO:
+        opened.append(os.fsdecode(rel))
+        path = job / os.fsdecode(rel)
+        if rel == b"step.bin" and opened.count("step.bin") == 1 and when == "before-open":
+            replace(path, new)
+        if rel == b"step.bin" and opened.count("step.bin") == passes and when == "after-read":
+            return cast(BinaryIO, RenamedOverOnClose(path, new))
+        return cast(BinaryIO, open(path, "rb", buffering=0))
+
+    result = capture(job, store, path_filter=NO_FILTER, parent={}, opener=opener)
+
+    kept = old if when == "after-read" else new
+    assert result.unstable == () and result.warnings == ()
+    assert result.manifest["step.bin"].digest == xxh(kept)
+    assert opened.count("step.bin") == passes
+    assert set(all_blobs(store)) == {xxh(kept), xxh(b"s")}, "nothing stored for no snapshot"
+    again = capture(job, store, path_filter=NO_FILTER, parent=result.manifest)
+    assert again.manifest["step.bin"].digest == xxh(new)
+    assert again.files_read == (1 if when == "after-read" else 0)
 
 
 def test_a_time_past_2262_is_captured_and_read_every_time(

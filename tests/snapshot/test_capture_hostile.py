@@ -166,7 +166,7 @@ def test_a_file_that_keeps_changing_is_flagged_unstable(job: Path, store: Conten
             with open(job / "log.run", "ab") as f:
                 f.write(b"step %d\n" % step)
 
-    with CountingOpener(job, append) as opener:
+    with CountingOpener(job, while_reading=append) as opener:
         result = capture(job, store, path_filter=NO_FILTER, opener=opener, max_tries=3)
     assert list(result.manifest) == ["steady"]
     assert result.unstable == ("log.run",)
@@ -184,7 +184,7 @@ def test_a_file_that_settles_is_captured_on_a_later_try(job: Path, store: Conten
         if (content := next(changes, None)) is not None:
             (job / "log.run").write_bytes(content)
 
-    with CountingOpener(job, rewrite) as opener:
+    with CountingOpener(job, while_reading=rewrite) as opener:
         result = capture(job, store, path_filter=NO_FILTER, opener=opener, max_tries=3)
     assert result.unstable == ()
     assert result.manifest["log.run"].digest == xxh(b"v2")

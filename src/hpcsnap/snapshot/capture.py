@@ -13,10 +13,12 @@ filter into one of:
 Phase 2 reads each file to read: ``lstat``, :meth:`ContentStore.put_file` (hash, then upload
 if the content is new, re-hashed on the way), ``lstat`` again. A file that changed meanwhile is
 read again, up to ``max_tries`` times, then reported *unstable* and left out of the manifest: a
-torn copy is never recorded. A file that vanished is left out silently. New contents that
-would wait for the disk are written by the store's background writer while the next files are
-read (:meth:`ContentStore.writing_behind`); every one is in place before the manifest is
-returned, and the store is flushed, so the caller can publish it at once.
+torn copy is never recorded. When only the path changed, not the file read (``fstat`` of the
+open file, when opened and at the end of its read, match), such as a file replaced by a rename,
+what was read is a whole copy: kept, not read again. A file that vanished is left out silently. New
+contents that would wait for the disk are written by the store's background writer while the
+next files are read (:meth:`ContentStore.writing_behind`); every one is in place before the
+manifest is returned, and the store is flushed, so the caller can publish it at once.
 
 :func:`store_ahead` does phase 1 and 2 for the new files left alone for a while, without making
 a snapshot and without flushing the store: the next capture finds them unchanged since the
@@ -25,6 +27,7 @@ entries it returns, and does not read them again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import struct
@@ -237,6 +240,10 @@ class _Run:
         self.files_done = self.files_total = 0
         self.transferred = self.current_read = self.current_size = 0
         self.last_report = 0.0
+        #: ``fstat`` of the file last opened for reading, as it was opened and as its read
+        #: reached the end (``None``: not known).
+        self.read_start: os.stat_result | None = None
+        self.read_end: os.stat_result | None = None
 
     def warn(self, path: str, why: str) -> None:
         self.warnings.append(f"{path}: {why}")
@@ -368,8 +375,10 @@ class _Run:
                 before = self.tree.lstat(found.raw)
                 if not stat.S_ISREG(before.st_mode):
                     return None
+                self.read_start = self.read_end = None
                 stored = self.store.put_file(found.raw, opener=self.open_metered)
                 after = self.tree.lstat(found.raw)
+                start, end = self.read_start, self.read_end
             except ContentChanged:
                 continue
             except FileNotFoundError:
@@ -377,6 +386,11 @@ class _Run:
             except OSError as exc:
                 self.warn(found.path, f"not captured: {exc.strerror or exc}")
                 return None
+            if not _held_still(before, after) and start and end and _held_still(start, end):
+                # The path changed, but not the file read, from its opening to the end of its
+                # read (one replaced by a rename): that is a whole copy, and reading the new
+                # file instead would leave what was just stored referenced by nothing.
+                before = after = end
             if _held_still(before, after) and stored.size == after.st_size:
                 if stored.written:
                     self.written = True
@@ -387,7 +401,17 @@ class _Run:
         return None
 
     def open_metered(self, rel: bytes) -> BinaryIO:
-        return tap(self.opener(rel), self.on_data)
+        src = self.opener(rel)
+        self.read_start = self.read_end = None
+        # not a file descriptor (io.UnsupportedOperation is an OSError): the lstats decide
+        with contextlib.suppress(OSError, ValueError):
+            self.read_start = os.fstat(src.fileno())
+
+        def at_end() -> None:
+            if self.read_start is not None:
+                self.read_end = os.fstat(src.fileno())
+
+        return tap(src, self.on_data, at_end)
 
     def on_data(self, chunk: bytes) -> None:
         self.bytes_read += len(chunk)
