@@ -435,8 +435,9 @@ def test_the_next_files_are_read_ahead_within_a_window_and_never_through_a_symli
 
     def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
         nonlocal swapped
-        if advice == os.POSIX_FADV_DONTNEED:  # the store giving back its page cache
-            assert os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path / "store"))
+        if advice == os.POSIX_FADV_DONTNEED:  # a store giving back its page cache
+            # (a store of an earlier test may do so too, when it is collected meanwhile)
+            assert not os.readlink(f"/proc/self/fd/{fd}").startswith(str(root))
             real_fadvise(fd, offset, length, advice)
             return
         assert advice == os.POSIX_FADV_WILLNEED
