@@ -240,8 +240,8 @@ class _Run:
         self.files_done = self.files_total = 0
         self.transferred = self.current_read = self.current_size = 0
         self.last_report = 0.0
-        #: ``fstat`` of the file last opened for reading, as it was opened and as its read
-        #: reached the end (``None``: not known).
+        #: ``fstat`` of the file last opened for reading (by :meth:`open_metered`), as it was
+        #: opened and as its read reached the end (``None``: not known).
         self.read_start: os.stat_result | None = None
         self.read_end: os.stat_result | None = None
 
@@ -375,7 +375,6 @@ class _Run:
                 before = self.tree.lstat(found.raw)
                 if not stat.S_ISREG(before.st_mode):
                     return None
-                self.read_start = self.read_end = None
                 stored = self.store.put_file(found.raw, opener=self.open_metered)
                 after = self.tree.lstat(found.raw)
                 start, end = self.read_start, self.read_end
@@ -386,16 +385,17 @@ class _Run:
             except OSError as exc:
                 self.warn(found.path, f"not captured: {exc.strerror or exc}")
                 return None
-            if not _held_still(before, after) and start and end and _held_still(start, end):
-                # The path changed, but not the file read, from its opening to the end of its
-                # read (one replaced by a rename): that is a whole copy, and reading the new
-                # file instead would leave what was just stored referenced by nothing.
-                before = after = end
-            if _held_still(before, after) and stored.size == after.st_size:
+            # The path held still; or only the path changed, not the file read, from its
+            # opening to the end of its read (one replaced by a rename): a whole copy either
+            # way, and reading the new file instead would leave what was stored unreferenced.
+            held = after if _held_still(before, after) else None
+            if held is None and start and end and _held_still(start, end):
+                held = end
+            if held is not None and stored.size == held.st_size:
                 if stored.written:
                     self.written = True
                     self.bytes_stored += stored.size
-                return _entry(found, after, "file", digest=stored.digest)
+                return _entry(found, held, "file", digest=stored.digest)
         self.unstable.append(found.path)
         self.warn(found.path, f"unstable: changed while being read ({max_tries} tries), left out")
         return None
