@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
+import datetime as dt
+import json
+import math
 import os
 import random
 import re
@@ -10,6 +14,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support import Api, ServerProcess, agent_pids, wait_for
@@ -39,16 +44,103 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _elapsed(api: Api, uuid: str, cpu: dict[str, float] | None = None) -> float:
+def _machine_cpu() -> tuple[float, float]:
+    """CPU seconds the whole machine has spent busy (user, nice, system, irq, softirq) and
+    stolen by its host (``steal``), from ``/proc/stat``."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+#: The columns of a :class:`Timeline` sample after its time.
+COLUMNS = ("agent", "server", "machine", "steal")
+
+
+@dataclass
+class Timeline:
+    """One P4 run as the bench saw it: every 0.2 s, the Unix time and the CPU seconds used so
+    far by the task's agent, by the server and by the whole machine, and the steal time
+    (:data:`COLUMNS`); the job's timed part (it says when it began); its snapshots.
+
+    What the job feels of its snapshots is what ran during its timed part, while it keeps every
+    core busy: the agent's and the server's CPU over the whole task also count what they did
+    while the job wrote its tree, on a core the job left idle (bench/README.md, P4)."""
+
+    samples: list[tuple[float, ...]] = field(default_factory=list)
+    start: float | None = None
+    elapsed: float = 0.0
+    #: (triggered, ended) of each successful snapshot, in Unix time
+    snapshots: list[tuple[float, float]] = field(default_factory=list)
+
+    def at(self, column: str, when: float) -> float:
+        """``column``'s value at ``when``, interpolated between the samples around it."""
+        i = COLUMNS.index(column) + 1
+        times = [s[0] for s in self.samples]
+        k = bisect.bisect_right(times, when)
+        if k == 0:
+            return self.samples[0][i]
+        if k == len(times):
+            return self.samples[-1][i]
+        (t0, v0), (t1, v1) = (times[k - 1], self.samples[k - 1][i]), (times[k], self.samples[k][i])
+        return v1 if t1 <= t0 else v0 + (v1 - v0) * (when - t0) / (t1 - t0)
+
+    def between(self, column: str, begin: float, end: float) -> float:
+        return self.at(column, end) - self.at(column, begin)
+
+    def timed(self, column: str) -> float | None:
+        """``column``'s CPU seconds during the job's timed part (None: the job did not say)."""
+        if self.start is None or not self.samples:
+            return None
+        return self.between(column, self.start, self.start + self.elapsed)
+
+    def report(self, side: str) -> dict[str, object]:
+        """This run as one JSON object: its timed part's CPU, then second by second."""
+        assert self.start is not None
+        start = self.start
+        seconds = [
+            [
+                round(self.between(c, start + k, min(start + k + 1, start + self.elapsed)), 3)
+                for c in COLUMNS
+            ]
+            for k in range(math.ceil(self.elapsed))
+        ]
+        return {
+            "side": side,
+            "elapsed": round(self.elapsed, 3),
+            "timed": {c: round(self.timed(c) or 0.0, 3) for c in COLUMNS},
+            "columns": COLUMNS,
+            "seconds": seconds,
+            "snapshots": [[round(a - start, 2), round(b - start, 2)] for a, b in self.snapshots],
+        }
+
+
+def _unix(stamp: str) -> float:
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _elapsed(
+    api: Api,
+    uuid: str,
+    cpu: dict[str, float] | None = None,
+    timeline: Timeline | None = None,
+) -> float:
     """The job's own wall time; with ``cpu``, also the CPU seconds its agent and the server
     spent meanwhile (the agent sampled every 0.2 s until it exits), and those the job itself
-    used while timed, when it says (``job``)."""
+    used while timed, when it says (``job``); with ``timeline``, fills it in."""
     server = _server_pid(api)
     server_start = _cpu_s(server) if server else 0.0
     agent_cpu: dict[int, float] = {}
-    while api.task(uuid)["state"] not in ("Success", "Failure", "Cancelled"):
+    while True:
+        ended = api.task(uuid)["state"] in ("Success", "Failure", "Cancelled")
         for pid in agent_pids(uuid):
             agent_cpu[pid] = max(agent_cpu.get(pid, 0.0), _cpu_s(pid))
+        if timeline is not None:
+            busy, steal = _machine_cpu()
+            server_now = _cpu_s(server) if server else 0.0
+            timeline.samples.append((time.time(), sum(agent_cpu.values()), server_now, busy, steal))
+        if ended:
+            break
         time.sleep(0.2)
     task = api.wait(uuid, timeout=3600)
     assert task["state"] == "Success", task
@@ -59,6 +151,15 @@ def _elapsed(api: Api, uuid: str, cpu: dict[str, float] | None = None) -> float:
     said = out.rsplit("elapsed ", 1)[1].split()
     if cpu is not None and len(said) >= 3 and said[1] == "cpu":
         cpu["job"] = float(said[2])
+    if timeline is not None:
+        timeline.elapsed = float(said[0])
+        start = re.search(r"^timed-start ([\d.]+)$", out, re.M)
+        timeline.start = float(start[1]) if start else None
+        timeline.snapshots = [
+            (_unix(s["triggerDate"]), _unix(s["lastUpdateDate"]))
+            for s in api.ok("GET", f"/tasks/{uuid}/snapshots")
+            if s["status"] == "Success"
+        ]
     return float(said[0])
 
 
@@ -85,9 +186,11 @@ def p4_job_slowdown(
     work: int,
     settle_s: float,
     interval: int = 5,
+    trace: Path | None = None,
 ) -> list[Row]:
     """P4, and P4c; with ``interval`` 0, P4n instead: the same runs without snapshots on
-    either side, whose ratio is the measure's own noise (bench/README.md, P4).
+    either side, whose ratio is the measure's own noise (bench/README.md, P4). With ``trace``,
+    each run's :meth:`Timeline.report` is added to that file, one JSON object per line.
 
     The server keeps each task's 1 GiB / 10,000-file ``/job`` when it ends
     (``HPCSNAP_KEEP_WORKDIRS``), and each snapshotted run waits ``settle_s`` before it starts
@@ -102,6 +205,8 @@ def p4_job_slowdown(
     snaps = 0
     costs: list[dict[str, float]] = []
     plain_costs: list[dict[str, float]] = []
+    lines: list[Timeline] = []
+    plain_lines: list[Timeline] = []
     for _ in range(runs):
         for second, (every, out) in enumerate(((0, plain), (interval, snapped))):
             if second:
@@ -113,12 +218,15 @@ def p4_job_slowdown(
                 snapshotBlacklist=None,
             )
             cpu: dict[str, float] = {}
-            out.append(_elapsed(api, uuid, cpu))
+            timeline = Timeline()
+            out.append(_elapsed(api, uuid, cpu, timeline))
             (costs if second else plain_costs).append(cpu)
+            (lines if second else plain_lines).append(timeline)
+            if trace is not None and timeline.start is not None:
+                with trace.open("a") as f:
+                    f.write(json.dumps(timeline.report("snapshots" if every else "none")) + "\n")
             if every:
-                snaps += sum(
-                    s["status"] == "Success" for s in api.ok("GET", f"/tasks/{uuid}/snapshots")
-                )
+                snaps += len(timeline.snapshots)
     a = Sample(statistics.median(snapped), min(snapped), max(snapped), len(snapped))
     b = Sample(statistics.median(plain), min(plain), max(plain), len(plain))
     r = a.median / b.median
@@ -144,6 +252,12 @@ def p4_job_slowdown(
     # what a task costs them anyway: staging, the results upload after the job, polls
     agent_plain = statistics.median(c["agent"] for c in plain_costs)
     server_plain = statistics.median(c["server"] for c in plain_costs)
+    # what ran while the job kept every core busy: what it felt (:class:`Timeline`)
+    timed = {
+        (side, c): statistics.median(t.timed(c) or 0.0 for t in side_lines)
+        for side, side_lines in (("snapshots", lines), ("none", plain_lines))
+        for c in ("agent", "server")
+    }
     # fewer snapshots than the interval allows would make the job look faster for nothing
     expected = int(b.median // 5) - 1
     per_run = snaps / runs
@@ -153,8 +267,10 @@ def p4_job_slowdown(
             f"CPU-bound job on all cores, {tree_mib} MiB tree, 5 % churn: snapshots "
             f"every 5 s ({per_run:.0f} per run, ≥ {expected} expected; agent {agent:.1f} + "
             f"server {server_cpu:.1f} CPU-s per run, against {agent_plain:.1f} + "
-            f"{server_plain:.1f} without snapshots; the job's own work took {job_cpu:.2f} "
-            f"CPU-s, against {job_cpu_plain:.2f}) vs none",
+            f"{server_plain:.1f} without snapshots, of which {timed['snapshots', 'agent']:.1f} "
+            f"+ {timed['snapshots', 'server']:.1f} against {timed['none', 'agent']:.1f} + "
+            f"{timed['none', 'server']:.1f} in the job's timed part; the job's own work took "
+            f"{job_cpu:.2f} CPU-s, against {job_cpu_plain:.2f}) vs none",
             str(a),
             str(b),
             r,

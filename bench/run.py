@@ -63,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--p4-mib", type=int, default=1024)
     parser.add_argument("--p4-work", type=int, default=900_000_000, help="about 30 s of work")
     parser.add_argument("--p8-files", type=int, default=100_000)
+    parser.add_argument(
+        "--p4-trace",
+        type=Path,
+        default=None,
+        help="add each P4 run's CPU by second of its timed part to this file (JSON lines)",
+    )
     parser.add_argument("--report", type=Path, default=Path("test-artifacts/bench-report.md"))
     args = parser.parse_args(argv)
     only = set(args.only.upper().split(","))
@@ -115,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                             args.p4_work,
                             settle_s=0 if args.quick else RECENTLY_DELETED_S,
                             interval=interval,
+                            trace=args.p4_trace,
                         )
             finally:
                 server.cleanup()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -47,12 +49,12 @@ def test_bench_short_of_space_for_p1_stops_before_measuring(
 
 def test_bench_served_measures_run(tmp_path: Path) -> None:
     """P4, P4n, P5 and P8 through a real server and agents, at tiny sizes: each prints its row,
-    and P4 says how much CPU the job itself used (its work is fixed: the machine's speed)."""
-    report = tmp_path / "report.md"
+    and P4 says how much CPU the job itself used (its work is fixed: the machine's speed), and
+    what ran during the job's timed part, second by second with ``--p4-trace``."""
+    report, trace = tmp_path / "report.md", tmp_path / "trace.jsonl"
     only = "P4,P4N,P5,P8"
-    code = run.main(
-        ["--quick", "--only", only, "--work-dir", str(tmp_path), "--report", str(report)]
-    )
+    args = ["--quick", "--only", only, "--work-dir", str(tmp_path), "--report", str(report)]
+    code = run.main([*args, "--p4-trace", str(trace)])
     assert code == 0
     text = report.read_text()
     for row in ("| P4 |", "| P4c |", "| P4n |", "| P5 |", "| P8 |"):
@@ -60,3 +62,15 @@ def test_bench_served_measures_run(tmp_path: Path) -> None:
     took = re.search(r"the job's own work took ([\d.]+) CPU-s, against ([\d.]+)\)", text)
     assert took is not None, text
     assert float(took[1]) > 0 and float(took[2]) > 0, "the job reports the CPU of its work"
+    assert re.search(r"of which [\d.]+ \+ [\d.]+ against [\d.]+ \+ [\d.]+ in the job's timed", text)
+    # one line per run: P4N's two sides, then P4's
+    runs = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert [r["side"] for r in runs] == ["none", "none", "none", "snapshots"]
+    for r in runs:
+        assert len(r["seconds"]) == math.ceil(r["elapsed"])
+        # the job computes in its timed part: the machine was busy then, by about as much
+        machine = r["columns"].index("machine")
+        assert r["timed"]["machine"] > 0.5 * r["elapsed"]
+        assert sum(s[machine] for s in r["seconds"]) == pytest.approx(
+            r["timed"]["machine"], abs=0.01
+        )
