@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from bench.e2e import Timeline
 from bench.timing import disk_written
 
 from bench import engine, run
@@ -80,8 +81,6 @@ def test_bench_served_measures_run(tmp_path: Path) -> None:
 def test_p4_timeline_counts_what_ran_during_the_timed_part() -> None:
     """CPU between two samples is spread evenly over them; before the first and after the
     last sample nothing is counted; the seconds of the timed part add up to all of it."""
-    from bench.e2e import Timeline
-
     line = Timeline(
         samples=[(100.0, 0.0, 5.0, 0, 0), (101.0, 1.0, 5.0, 0, 0), (102.0, 3.0, 6.0, 0, 0)],
         start=100.5,
