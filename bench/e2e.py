@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import json
 import math
 import os
@@ -22,6 +21,7 @@ from tests.support import Api, ServerProcess, agent_pids, wait_for
 from bench import cpujob
 from bench.engine import Row
 from bench.timing import Sample, settle
+from hpcsnap.sdk.snapshot import parse_date
 
 HERE = Path(__file__).parent
 
@@ -116,7 +116,10 @@ class Timeline:
 
 
 def _unix(stamp: str) -> float:
-    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    """A date of the API (a snapshot's ``triggerDate``), as the SDK reads it, in Unix time."""
+    when = parse_date(stamp)
+    assert when is not None, f"not a date of the API: {stamp!r}"
+    return when.timestamp()
 
 
 def _elapsed(
