@@ -70,8 +70,8 @@ class Timeline:
     samples: list[tuple[float, ...]] = field(default_factory=list)
     start: float | None = None
     elapsed: float = 0.0
-    #: (triggered, ended) of each successful snapshot, in Unix time
-    snapshots: list[tuple[float, float]] = field(default_factory=list)
+    #: (triggered, ended, files read) of each successful snapshot, times in Unix time
+    snapshots: list[tuple[float, float, int]] = field(default_factory=list)
 
     def at(self, column: str, when: float) -> float:
         """``column``'s value at ``when``, interpolated between the samples around it."""
@@ -111,7 +111,9 @@ class Timeline:
             "timed": {c: round(self.timed(c) or 0.0, 3) for c in COLUMNS},
             "columns": COLUMNS,
             "seconds": seconds,
-            "snapshots": [[round(a - start, 2), round(b - start, 2)] for a, b in self.snapshots],
+            "snapshots": [
+                [round(a - start, 2), round(b - start, 2), read] for a, b, read in self.snapshots
+            ],
         }
 
 
@@ -159,7 +161,7 @@ def _elapsed(
         start = re.search(r"^timed-start ([\d.]+)$", out, re.M)
         timeline.start = float(start[1]) if start else None
         timeline.snapshots = [
-            (_unix(s["triggerDate"]), _unix(s["lastUpdateDate"]))
+            (_unix(s["triggerDate"]), _unix(s["lastUpdateDate"]), int(s["filesRead"]))
             for s in api.ok("GET", f"/tasks/{uuid}/snapshots")
             if s["status"] == "Success"
         ]

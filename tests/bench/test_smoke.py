@@ -67,6 +67,9 @@ def test_bench_served_measures_run(tmp_path: Path) -> None:
     # one line per run: P4N's two sides, then P4's
     runs = [json.loads(line) for line in trace.read_text().splitlines()]
     assert [r["side"] for r in runs] == ["none", "none", "none", "snapshots"]
+    # each snapshot: triggered and ended (seconds from the timed start), then files it read
+    snaps = runs[-1]["snapshots"]  # none with --quick's short jobs: see the test below
+    assert all(len(s) == 3 and s[0] <= s[1] and isinstance(s[2], int) for s in snaps), snaps
     for r in runs:
         assert len(r["seconds"]) == math.ceil(r["elapsed"])
         # the job computes in its timed part: the machine was busy then (a start on another
@@ -85,6 +88,7 @@ def test_p4_timeline_counts_what_ran_during_the_timed_part() -> None:
         samples=[(100.0, 0.0, 5.0, 0, 0), (101.0, 1.0, 5.0, 0, 0), (102.0, 3.0, 6.0, 0, 0)],
         start=100.5,
         elapsed=2.0,
+        snapshots=[(100.0, 101.25, 42)],
     )
     assert line.at("agent", 100.5) == pytest.approx(0.5)
     assert line.at("agent", 101.5) == pytest.approx(2.0)
@@ -93,4 +97,5 @@ def test_p4_timeline_counts_what_ran_during_the_timed_part() -> None:
     assert line.timed("server") == pytest.approx(1.0)
     report = line.report("snapshots")
     assert report["seconds"] == [[1.5, 0.5, 0, 0], [1.0, 0.5, 0, 0]]
+    assert report["snapshots"] == [[-0.5, 0.75, 42]]  # from the timed start; files read
     assert Timeline().timed("agent") is None

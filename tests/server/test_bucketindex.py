@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -79,11 +80,20 @@ def test_publish_refuses_unsafe_keys_before_writing(db: Database) -> None:
         assert session.scalars(select(Object)).all() == []
 
 
+class RemoteLike(ContentStore):
+    """A store whose blobs are proven by the owner's keys first, as on a remote store, where
+    each ``stat`` is a round trip (here a local directory, holding none of the blobs)."""
+
+    @property
+    def stats_cheaply(self) -> bool:
+        return False
+
+
 def test_a_commit_may_prove_its_parents_digests_in_one_query_with_the_same_answer(
     db: Database, tmp_path: Path
 ) -> None:
     """check_stored(likely_in=parent) must accept and refuse exactly what it does without."""
-    store = ContentStore(LocalBackend(tmp_path / "blobs"), "u1")  # holds none of them
+    store = RemoteLike(LocalBackend(tmp_path / "blobs"), "u1")  # holds none of them
     a, b, c = "a" * 32, "b" * 32, "c" * 32
     with db.session() as session:
         user, bucket = user_and_bucket(session)
@@ -103,6 +113,29 @@ def test_a_commit_may_prove_its_parents_digests_in_one_query_with_the_same_answe
             with pytest.raises(blobrefs.MissingContent) as caught:
                 blobrefs.check_stored(session, store, user.id, {a, b}, likely_in=likely_in)
             assert caught.value.digests == [b]
+
+
+def test_on_a_local_store_a_commit_proves_its_digests_by_the_store_alone(
+    db: Database, tmp_path: Path
+) -> None:
+    """Where a ``stat`` is a system call, the store answers for every digest: stored content
+    no key references yet passes, and content a key references but the store lost is missing
+    (the agent then stores it again), whatever ``likely_in`` says."""
+    store = ContentStore(LocalBackend(tmp_path / "blobs"), "u1")
+    assert store.stats_cheaply
+    kept = store.put_stream(io.BytesIO(b"kept")).digest
+    lost = store.put_stream(io.BytesIO(b"lost")).digest
+    store.delete(lost)
+    with db.session() as session:
+        user, bucket = user_and_bucket(session)
+        bx.publish(session, bucket, "snap/1/", [entry("x", lost)], snapshot_id="s1")
+        session.commit()
+        for likely_in in (None, "s1"):
+            blobrefs.check_stored(session, store, user.id, {kept}, likely_in=likely_in)
+            with pytest.raises(blobrefs.MissingContent) as caught:
+                blobrefs.check_stored(session, store, user.id, {kept, lost}, likely_in=likely_in)
+            assert caught.value.digests == [lost]
+            session.rollback()
 
 
 def listing(session: Session, bucket: Bucket, prefix: str) -> dict[str, tuple[str, int, str]]:

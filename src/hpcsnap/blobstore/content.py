@@ -185,6 +185,12 @@ class ContentStore:
             raise ValueError(f"invalid content digest {digest!r}: expected 32 lowercase hex digits")
         return f"{self.namespace}/{digest[:2]}/{digest}"
 
+    @property
+    def stats_cheaply(self) -> bool:
+        """Whether asking for a blob (:meth:`has`) is a system call (a local directory), not a
+        round trip to a remote store."""
+        return self._local
+
     def has(self, digest: str) -> bool:
         return self.backend.stat(self.key(digest)) is not None
 
