@@ -159,6 +159,7 @@ def test_spare_cpu_stores_ahead_and_the_tick_reads_only_what_changed_since(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(snapshots, "SETTLED", 0.0)
+    monkeypatch.setattr(snapshots, "STORE_AHEAD_SHARE", 1e-9)  # every pass costs too much
     snap, server, job = make_job(tmp_path, 5)
     assert snap.store_ahead(Meter(idle=2.0)) is True  # stored files, and the CPU is still spare
     assert sorted(snap.known) == [f"t{i}/f.dat" for i in range(5)]
@@ -176,6 +177,30 @@ def test_spare_cpu_stores_ahead_and_the_tick_reads_only_what_changed_since(
     (job / "t0" / "f.dat").write_bytes(b"changed after it was stored ahead")
     commit = periodic_now(snap, server)
     assert commit["files_read"] == 1 and commit["files_reused"] == 5
+
+
+def test_storing_ahead_backs_off_only_as_far_as_its_passes_cost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass over a small tree that finds nothing costs next to nothing: the next look stays
+    near, so the job's first outputs are stored as they settle; a pass that costs more backs
+    off (at most STORE_AHEAD_SHARE of a core); a capture that reads files looks soon again."""
+    monkeypatch.setattr(snapshots, "SETTLED", 0.0)
+    snap, server, job = make_job(tmp_path, 5)
+    assert snap.store_ahead(Meter(idle=2.0)) is True
+    for _ in range(5):
+        assert snap.store_ahead(Meter(idle=2.0)) is False  # 5 files: a few ms per pass
+    assert snap.ahead_wait == snapshots.STORE_AHEAD_LOOK
+    monkeypatch.setattr(snapshots, "STORE_AHEAD_SHARE", 1e-9)
+    for _ in range(5):
+        snap.store_ahead(Meter(idle=2.0))
+    assert snap.ahead_wait == snapshots.STORE_AHEAD_LONGEST
+    (job / "t0" / "f.dat").write_bytes(b"rewritten in place: left to the next capture")
+    assert snap.store_ahead(Meter(idle=2.0)) is False
+    assert snap.ahead_wait == snapshots.STORE_AHEAD_LONGEST
+    commit = periodic_now(snap, server)
+    assert commit["files_read"] == 1
+    assert snap.ahead_wait == snapshots.STORE_AHEAD_LOOK
 
 
 def test_no_storing_ahead_when_busy_without_periodic_snapshots_a_capture_waiting_or_off(
