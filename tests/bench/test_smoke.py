@@ -67,9 +67,6 @@ def test_bench_served_measures_run(tmp_path: Path) -> None:
     # one line per run: P4N's two sides, then P4's
     runs = [json.loads(line) for line in trace.read_text().splitlines()]
     assert [r["side"] for r in runs] == ["none", "none", "none", "snapshots"]
-    # each snapshot: triggered and ended (seconds from the timed start), then files it read
-    snaps = runs[-1]["snapshots"]  # none with --quick's short jobs: see the test below
-    assert all(len(s) == 3 and s[0] <= s[1] and isinstance(s[2], int) for s in snaps), snaps
     for r in runs:
         assert len(r["seconds"]) == math.ceil(r["elapsed"])
         # the job computes in its timed part: the machine was busy then (a start on another

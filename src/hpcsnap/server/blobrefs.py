@@ -194,31 +194,27 @@ def check_stored(
     """Writer side: take the shared GC lock for the rest of the transaction and make sure every
     digest is safe to reference (raises :class:`MissingContent` otherwise).
 
-    ``likely_in``: the id of a snapshot whose keys probably reference most of the digests (a
-    capture's parent): one query proves those, instead of one per :data:`BATCH` digests.
-
     Where the store answers :meth:`~hpcsnap.blobstore.ContentStore.has` with a system call (a
     local directory), every digest is proven by the store alone: looking a digest up among the
     owner's keys costs more than that (a full commit of 10,000 keys, with 15 snapshots of such
     in the table: 0.42 CPU-s of lookups against 0.09 for the ``stat`` calls; bench/README.md,
-    P4)."""
+    P4). Elsewhere the keys are asked first; ``likely_in``, the id of a snapshot whose keys
+    probably reference most of the digests (a capture's parent), then proves those in one
+    query instead of one per :data:`BATCH` digests."""
     wanted = set(digests)
     lock(session, owner_id, exclusive=False)
-    if store.stats_cheaply:
-        missing = sorted(wanted - store.stored(sorted(wanted)))
-        if missing:
-            raise MissingContent(missing)
-        return
-    if wanted and likely_in is not None:
-        wanted.difference_update(
-            digest
-            for digest, owner in session.execute(by_snapshot(Object.digest, [likely_in]))
-            if owner == owner_id
-        )
+    if not store.stats_cheaply:
+        if wanted and likely_in is not None:
+            wanted.difference_update(
+                digest
+                for digest, owner in session.execute(by_snapshot(Object.digest, [likely_in]))
+                if owner == owner_id
+            )
+        if wanted:
+            wanted -= referenced(session, owner_id, wanted)
     if not wanted:
         return
-    unproven = sorted(wanted - referenced(session, owner_id, wanted))
-    missing = sorted(set(unproven) - store.stored(unproven))
+    missing = sorted(wanted - store.stored(sorted(wanted)))
     if missing:
         raise MissingContent(missing)
 
